@@ -1,0 +1,86 @@
+"""evstore: an event store for Python.
+
+Append events to streams with optimistic concurrency, read streams and the global ``$all``
+log, on ``memory://``, SQLite or PostgreSQL, from asyncio (:class:`AsyncEventStore`) or
+blocking code (:class:`EventStore`).
+"""
+
+from evstore._store import AsyncEventStore
+from evstore._sync import EventStore
+from evstore._types import (
+    ANY_VERSION,
+    NO_STREAM,
+    STREAM_EXISTS,
+    AppendResult,
+    EventData,
+    ExpectedVersion,
+    Page,
+    RecordedEvent,
+    SnapshotData,
+    StreamInfo,
+)
+from evstore.errors import (
+    AlreadySubscribedError,
+    CannotAppendToAllStreamError,
+    CannotDeleteAllStreamError,
+    ConcurrencyError,
+    ConfigurationError,
+    DuplicateEventError,
+    EventNotFoundError,
+    EventStoreError,
+    EventStoreTimeoutError,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+    NotSupportedError,
+    SnapshotNotFoundError,
+    StorageError,
+    StreamDeletedError,
+    StreamExistsError,
+    StreamNotFoundError,
+    SubscriptionAlreadyExistsError,
+    SubscriptionError,
+    TooManySubscribersError,
+    WrongExpectedVersionError,
+)
+from evstore.serialization import JsonSerializer, Serializer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ANY_VERSION",
+    "NO_STREAM",
+    "STREAM_EXISTS",
+    "AlreadySubscribedError",
+    "AppendResult",
+    "AsyncEventStore",
+    "CannotAppendToAllStreamError",
+    "CannotDeleteAllStreamError",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "DuplicateEventError",
+    "EventData",
+    "EventNotFoundError",
+    "EventStore",
+    "EventStoreError",
+    "EventStoreTimeoutError",
+    "ExpectedVersion",
+    "InvalidArgumentError",
+    "InvalidArgumentTypeError",
+    "JsonSerializer",
+    "NotSupportedError",
+    "Page",
+    "RecordedEvent",
+    "Serializer",
+    "SnapshotData",
+    "SnapshotNotFoundError",
+    "StorageError",
+    "StreamDeletedError",
+    "StreamExistsError",
+    "StreamInfo",
+    "StreamNotFoundError",
+    "SubscriptionAlreadyExistsError",
+    "SubscriptionError",
+    "TooManySubscribersError",
+    "WrongExpectedVersionError",
+    "__version__",
+]

@@ -1,0 +1,1 @@
+"""Storage backends: one async contract (:mod:`evstore.backends.base`), several databases."""

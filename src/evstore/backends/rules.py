@@ -1,0 +1,182 @@
+"""Semantic rules every backend applies the same way, free of any database.
+
+* :func:`check_expected_version` — the expected-version table (reference §1.2.1).
+* :func:`check_delete` — the same table for deletes, then the hard-delete switch.
+* :func:`visible_range` — what stream metadata (``$tb``, ``$maxCount``, ``$maxAge``) leaves
+  readable.
+* :func:`metadata_stream_of` — where a stream's metadata lives.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from evstore._types import ExpectedVersion
+from evstore.errors import (
+    NotSupportedError,
+    StreamDeletedError,
+    StreamExistsError,
+    StreamNotFoundError,
+    WrongExpectedVersionError,
+)
+
+__all__ = [
+    "METADATA_EVENT_TYPE",
+    "StreamState",
+    "VisibleRange",
+    "check_delete",
+    "check_expected_version",
+    "is_metadata_stream",
+    "metadata_stream_of",
+    "total_pages",
+    "visible_range",
+]
+
+METADATA_EVENT_TYPE = "$metadata"
+_METADATA_PREFIX = "$$"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """The part of a stream's row the checks need."""
+
+    version: int
+    deleted: bool
+
+
+def check_expected_version(
+    stream_id: str, expected: ExpectedVersion | int, state: StreamState | None
+) -> None:
+    """Raise unless ``expected`` holds for a stream in ``state`` (``None``: no such stream).
+
+    Raises:
+        StreamDeletedError: the stream is soft deleted (whatever was expected).
+        StreamNotFoundError: ``STREAM_EXISTS`` on a missing stream.
+        StreamExistsError: ``NO_STREAM`` on a stream that has events.
+        WrongExpectedVersionError: an integer that is not the stream's version.
+    """
+    if state is not None and state.deleted:
+        raise StreamDeletedError(f"stream {stream_id!r} is deleted", stream_id=stream_id)
+    version = 0 if state is None else state.version
+    if expected is ExpectedVersion.ANY_VERSION:
+        return
+    if expected is ExpectedVersion.NO_STREAM:
+        if version > 0:
+            raise StreamExistsError(
+                f"stream {stream_id!r} already exists (version {version})",
+                stream_id=stream_id,
+                expected_version=expected,
+                actual_version=version,
+            )
+        return
+    if expected is ExpectedVersion.STREAM_EXISTS:
+        if state is None:
+            raise StreamNotFoundError(
+                f"stream {stream_id!r} does not exist",
+                stream_id=stream_id,
+                expected_version=expected,
+            )
+        return
+    if expected != version:
+        raise WrongExpectedVersionError(
+            f"stream {stream_id!r} is at version {version}, expected {expected}",
+            stream_id=stream_id,
+            expected_version=expected,
+            actual_version=version,
+        )
+
+
+def check_delete(
+    stream_id: str,
+    expected: ExpectedVersion | int,
+    state: StreamState | None,
+    *,
+    hard: bool,
+    hard_deletes_enabled: bool,
+) -> StreamState:
+    """Apply the delete rules and return the state of the stream to delete.
+
+    The expected-version check comes first (so ``STREAM_EXISTS`` on a missing stream is
+    ``StreamNotFoundError``), then the hard-delete switch, then existence.
+    """
+    check_expected_version(stream_id, expected, state)
+    if hard and not hard_deletes_enabled:
+        raise NotSupportedError(
+            "hard deletes are disabled; open the store with enable_hard_deletes=True"
+        )
+    if state is None:
+        raise StreamNotFoundError(f"stream {stream_id!r} does not exist", stream_id=stream_id)
+    return state
+
+
+def metadata_stream_of(stream_id: str) -> str:
+    """The stream holding ``stream_id``'s metadata events (KurrentDB's ``$$<stream>``)."""
+    return _METADATA_PREFIX + stream_id
+
+
+def is_metadata_stream(stream_id: str) -> bool:
+    return stream_id.startswith(_METADATA_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class VisibleRange:
+    """Which of a stream's own events its metadata leaves readable."""
+
+    min_version: int = 1
+    """The lowest readable event number."""
+    min_created_at: datetime | None = None
+    """Events created before this are hidden (``$maxAge``)."""
+
+    @property
+    def unrestricted(self) -> bool:
+        return self.min_version <= 1 and self.min_created_at is None
+
+
+UNRESTRICTED = VisibleRange()
+
+
+def _non_negative_int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def visible_range(
+    metadata: bytes | str | None, stream_version: int, now: datetime
+) -> VisibleRange:
+    """What ``$tb``, ``$maxCount`` and ``$maxAge`` in ``metadata`` leave readable.
+
+    ``$tb`` (truncate before) is KurrentDB's 0-based revision: events with version
+    ``<= $tb`` are hidden. ``$maxCount`` keeps the last N events; ``$maxAge`` hides events
+    older than N seconds. Malformed values are ignored rather than hiding data.
+    """
+    if not metadata:
+        return UNRESTRICTED
+    try:
+        doc = orjson.loads(metadata)
+    except orjson.JSONDecodeError:
+        return UNRESTRICTED
+    if not isinstance(doc, dict):
+        return UNRESTRICTED
+    min_version = 1
+    tb = _non_negative_int(doc.get("$tb"))
+    if tb is not None:
+        min_version = max(min_version, tb + 1)
+    max_count = _non_negative_int(doc.get("$maxCount"))
+    if max_count is not None:
+        min_version = max(min_version, stream_version - max_count + 1)
+    min_created_at = None
+    max_age = doc.get("$maxAge")
+    if isinstance(max_age, (int, float)) and not isinstance(max_age, bool) and max_age >= 0:
+        min_created_at = now - timedelta(seconds=max_age)
+    return VisibleRange(min_version, min_created_at)
+
+
+def total_pages(total_entries: int, page_size: int) -> int:
+    """Pages needed for ``total_entries`` (1 for an empty listing)."""
+    return max(1, math.ceil(total_entries / page_size))
