@@ -92,9 +92,10 @@ class StoreConfig:
             )
         if self.column_data_type == "jsonb" and self.serializer.content_type != "application/json":
             raise ConfigurationError("column_data_type='jsonb' needs a JSON serializer")
-        if self.session_mode_url is not None and urlsplit(
-            self.session_mode_url
-        ).scheme not in ("postgresql", "postgres"):
+        if self.session_mode_url is not None and urlsplit(self.session_mode_url).scheme not in (
+            "postgresql",
+            "postgres",
+        ):
             raise ConfigurationError("session_mode_url must be a postgresql:// URL")
 
 
@@ -151,19 +152,20 @@ def make_backend(config: StoreConfig) -> StorageBackend:
     if scheme == "sqlite":
         from evstore.backends.sqlite import SQLiteBackend
 
-        return SQLiteBackend(
+        sqlite_backend: StorageBackend = SQLiteBackend(
             sqlite_path(config.url),
             enable_hard_deletes=config.enable_hard_deletes,
             timeout=config.timeout,
             poll_interval=config.poll_interval,
         )
+        return sqlite_backend
     try:
         from evstore.backends.postgres import PostgresBackend
     except ImportError as exc:  # asyncpg is an extra
         raise ConfigurationError(
             "PostgreSQL support needs asyncpg: pip install 'evstore[postgres]'"
         ) from exc
-    return PostgresBackend(
+    postgres_backend: StorageBackend = PostgresBackend(
         config.url,
         schema=config.schema,
         enable_hard_deletes=config.enable_hard_deletes,
@@ -174,3 +176,4 @@ def make_backend(config: StoreConfig) -> StorageBackend:
         session_mode_url=config.session_mode_url,
         column_data_type=config.column_data_type,
     )
+    return postgres_backend

@@ -134,7 +134,10 @@ class AsyncEventStore:
 
     @classmethod
     async def _manage(
-        cls, url: str | None, options: dict[str, Any], action: Callable[[StorageBackend], Awaitable[str]]
+        cls,
+        url: str | None,
+        options: dict[str, Any],
+        action: Callable[[StorageBackend], Awaitable[str]],
     ) -> str:
         config = StoreConfig.from_options(url, options)
         backend = make_backend(config)
@@ -254,8 +257,17 @@ class AsyncEventStore:
                 metadata = deserialize(metadata, None)
             decoded.append(
                 RecordedEvent(
-                    row[1], row[0], row[2], row[3], row[4], row[5],
-                    data, metadata, row[9], row[10], row[11],
+                    row[1],
+                    row[0],
+                    row[2],
+                    row[3],
+                    row[4],
+                    row[5],
+                    data,
+                    metadata,
+                    row[9],
+                    row[10],
+                    row[11],
                 )
             )
         return decoded
@@ -269,6 +281,7 @@ class AsyncEventStore:
         events: Sequence[EventData],
         *,
         conn: Any = None,
+        created_at: datetime | None = None,
     ) -> AppendResult:
         """Append ``events`` to a stream, atomically, if ``expected_version`` holds.
 
@@ -278,6 +291,8 @@ class AsyncEventStore:
                 stream's current version (0 = no events yet).
             events: the events, in order. An empty list checks the expectation only.
             conn: an asyncpg connection inside a transaction to append in (PostgreSQL).
+            created_at: a timezone-aware time to record instead of now, for every event of
+                this append (imports, migrations from another store).
 
         Returns:
             The stream's new version and the global position of the last event.
@@ -290,7 +305,14 @@ class AsyncEventStore:
         stream_id = check_writable_stream_id(stream_id)
         expected = check_expected_version_arg(expected_version)
         new_events = self._new_events(events)
-        created_at = datetime.now(UTC)
+        if created_at is None:
+            created_at = datetime.now(UTC)
+        elif not isinstance(created_at, datetime):
+            raise InvalidArgumentTypeError("created_at must be a datetime", argument="created_at")
+        elif created_at.tzinfo is None or created_at.utcoffset() is None:
+            raise InvalidArgumentError("created_at must be timezone-aware", argument="created_at")
+        else:
+            created_at = created_at.astimezone(UTC)
         return await self._run(
             self._backend.append(stream_id, expected, new_events, created_at, conn=conn)
         )
@@ -419,7 +441,9 @@ class AsyncEventStore:
         async def pages() -> AsyncIterator[RecordedEvent]:
             next_start = start
             while True:
-                batch = await self._read(stream_id, next_start, batch_size, forward=forward, conn=None)
+                batch = await self._read(
+                    stream_id, next_start, batch_size, forward=forward, conn=None
+                )
                 for event in batch:
                     yield event
                 if len(batch) < batch_size:
@@ -526,9 +550,7 @@ class AsyncEventStore:
         stream_id = check_stream_id(stream_id)
         try:
             rows = await self._run(
-                self._backend.read_stream(
-                    metadata_stream_of(stream_id), -1, 1, forward=False
-                )
+                self._backend.read_stream(metadata_stream_of(stream_id), -1, 1, forward=False)
             )
         except StreamNotFoundError:
             return {}
@@ -594,8 +616,10 @@ class AsyncEventStore:
         """
         source_id = check_text(source_id, "source_id", max_length=2048)
         stored = await self._run(self._backend.read_snapshot(source_id))
-        data = stored.data if stored.flags & DATA_RAW else self._serializer.deserialize(
-            stored.data, stored.source_type
+        data = (
+            stored.data
+            if stored.flags & DATA_RAW
+            else self._serializer.deserialize(stored.data, stored.source_type)
         )
         metadata = stored.metadata
         if metadata is not None and not stored.flags & METADATA_RAW:

@@ -13,11 +13,11 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from concurrent.futures import Future
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 from uuid import UUID
 
-from evstore._store import SortBy, SortDir
 from evstore._store import AsyncEventStore as _Async
 from evstore._types import (
     ANY_VERSION,
@@ -29,6 +29,7 @@ from evstore._types import (
     SnapshotData,
     StreamInfo,
 )
+from evstore.backends.base import SortBy, SortDir
 
 __all__ = ["EventStore"]
 
@@ -165,9 +166,13 @@ class EventStore:
         stream_id: str,
         expected_version: ExpectedVersion | int,
         events: Sequence[EventData],
+        *,
+        created_at: datetime | None = None,
     ) -> AppendResult:
         """See :meth:`AsyncEventStore.append_to_stream`."""
-        return self._call(self._async.append_to_stream(stream_id, expected_version, events))
+        return self._call(
+            self._async.append_to_stream(stream_id, expected_version, events, created_at=created_at)
+        )
 
     def link_to_stream(
         self,
@@ -249,9 +254,7 @@ class EventStore:
         self, start_position: int = -1, *, batch_size: int = 1000
     ) -> Iterator[RecordedEvent]:
         """See :meth:`AsyncEventStore.stream_all_backward`."""
-        return self._iterate(
-            self._async.stream_all_backward(start_position, batch_size=batch_size)
-        )
+        return self._iterate(self._async.stream_all_backward(start_position, batch_size=batch_size))
 
     def stream_info(self, stream_id: str) -> StreamInfo:
         """See :meth:`AsyncEventStore.stream_info`."""

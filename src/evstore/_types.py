@@ -127,9 +127,7 @@ class EventData:
             "event_id",
             uuid.uuid4() if event_id is None else coerce_uuid(event_id, "event_id"),
         )
-        object.__setattr__(
-            self, "correlation_id", _optional_uuid(correlation_id, "correlation_id")
-        )
+        object.__setattr__(self, "correlation_id", _optional_uuid(correlation_id, "correlation_id"))
         object.__setattr__(self, "causation_id", _optional_uuid(causation_id, "causation_id"))
 
 

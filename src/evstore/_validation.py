@@ -48,9 +48,7 @@ def check_text(value: object, argument: str, *, max_length: int | None = None) -
             argument=argument,
         )
     if "\x00" in value:
-        raise InvalidArgumentError(
-            f"{argument} must not contain NUL characters", argument=argument
-        )
+        raise InvalidArgumentError(f"{argument} must not contain NUL characters", argument=argument)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -155,9 +155,7 @@ class DuplicateEventError(EventStoreError):
     For links: the event is already in the target stream.
     """
 
-    def __init__(
-        self, message: str, *, stream_id: str, event_id: UUID | None = None
-    ) -> None:
+    def __init__(self, message: str, *, stream_id: str, event_id: UUID | None = None) -> None:
         super().__init__(message)
         self.stream_id = stream_id
         self.event_id = event_id

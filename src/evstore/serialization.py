@@ -8,13 +8,12 @@ arguments), so ``data`` comes back as an instance of the registered class.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
-__all__ = ["JsonSerializer", "Serializer", "SerializationError"]
+__all__ = ["JsonSerializer", "SerializationError", "Serializer"]
 
 
 class SerializationError(ValueError):
@@ -55,15 +54,16 @@ def _to_jsonable(value: Any) -> Any:
 
 
 def _builder_for(cls: type[Any]) -> Callable[[Any], Any]:
-    model_validate = getattr(cls, "model_validate", None)
-    if callable(model_validate):
-        return model_validate
-    if dataclasses.is_dataclass(cls):
-        return lambda obj: cls(**obj) if isinstance(obj, dict) else cls(obj)
-    from_dict = getattr(cls, "from_dict", None)
-    if callable(from_dict):
-        return from_dict
-    return lambda obj: cls(**obj) if isinstance(obj, dict) else cls(obj)
+    """How to rebuild ``cls`` from decoded JSON: pydantic, ``from_dict``, or keywords."""
+    for name in ("model_validate", "from_dict"):
+        factory: Callable[[Any], Any] | None = getattr(cls, name, None)
+        if callable(factory):
+            return factory
+
+    def build(obj: Any) -> Any:
+        return cls(**obj) if isinstance(obj, dict) else cls(obj)
+
+    return build
 
 
 class JsonSerializer:

@@ -18,7 +18,14 @@ from typing import Any
 from uuid import UUID
 
 from evstore._types import ALL_STREAM, AppendResult, ExpectedVersion, Page, StreamInfo
-from evstore.backends.base import EventRow, NewEvent, SortBy, SortDir, StorageBackend, StoredSnapshot
+from evstore.backends.base import (
+    EventRow,
+    NewEvent,
+    SortBy,
+    SortDir,
+    StorageBackend,
+    StoredSnapshot,
+)
 from evstore.backends.rules import (
     UNRESTRICTED,
     StreamState,
@@ -190,7 +197,7 @@ class MemoryBackend(StorageBackend):
         _refuse_conn(conn)
         db = self._database()
         stream = self._stream(stream_id)
-        check_expected_version(stream_id, expected_version, stream and stream.state())
+        check_expected_version(stream_id, expected_version, stream.state() if stream else None)
         if not events:
             return AppendResult(stream.version if stream else 0, None)
         seen: set[UUID] = set()
@@ -234,7 +241,7 @@ class MemoryBackend(StorageBackend):
         _refuse_conn(conn)
         db = self._database()
         stream = self._stream(stream_id)
-        check_expected_version(stream_id, expected_version, stream and stream.state())
+        check_expected_version(stream_id, expected_version, stream.state() if stream else None)
         if not event_ids:
             return AppendResult(stream.version if stream else 0, None)
         missing = [event_id for event_id in event_ids if event_id not in db.events]
@@ -271,7 +278,7 @@ class MemoryBackend(StorageBackend):
         check_delete(
             stream_id,
             expected_version,
-            stream and stream.state(),
+            stream.state() if stream else None,
             hard=hard,
             hard_deletes_enabled=self.enable_hard_deletes,
         )
@@ -280,11 +287,7 @@ class MemoryBackend(StorageBackend):
             stream.deleted_at = datetime.now(UTC)
             return
         db = self._database()
-        gone = {
-            e.event_id
-            for e in stream.entries
-            if e is not None and e.stream_id == stream_id
-        }
+        gone = {e.event_id for e in stream.entries if e is not None and e.stream_id == stream_id}
         del db.streams[stream_id]
         for event_id in gone:
             event = db.events.pop(event_id)

@@ -146,9 +146,7 @@ def _non_negative_int(value: Any) -> int | None:
     return value
 
 
-def visible_range(
-    metadata: bytes | str | None, stream_version: int, now: datetime
-) -> VisibleRange:
+def visible_range(metadata: bytes | str | None, stream_version: int, now: datetime) -> VisibleRange:
     """What ``$tb``, ``$maxCount`` and ``$maxAge`` in ``metadata`` leave readable.
 
     ``$tb`` (truncate before) is KurrentDB's 0-based revision: events with version
