@@ -1,0 +1,419 @@
+"""``SQLiteBackend``: the storage contract on one SQLite database file (or ``:memory:``).
+
+Writes go to the backend's :class:`~evstore.backends.sqlite.writer.WriterThread` (one
+connection, group commit). Reads run on a small pool of reader threads, each with its own
+connection, so a read never waits for the writer (WAL). Lifecycle commands run on a
+worker thread with a short-lived connection when the backend is not open, and through the
+writer when it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from evstore._types import AppendResult, ExpectedVersion, Page, StreamInfo
+from evstore.backends.base import (
+    EventRow,
+    NewEvent,
+    SortBy,
+    SortDir,
+    StorageBackend,
+    StoredSnapshot,
+)
+from evstore.backends.sqlite import _reads, _sql, _writes, lifecycle
+from evstore.backends.sqlite._errors import driver_errors
+from evstore.backends.sqlite.lifecycle import Target
+from evstore.backends.sqlite.writer import WriterStats, WriterThread
+from evstore.errors import ConfigurationError, NotSupportedError, StorageError
+
+__all__ = ["SQLiteBackend"]
+
+T = TypeVar("T")
+
+# Reads are short and SQLite releases the GIL while it works: a few threads suffice.
+_READERS = min(4, os.cpu_count() or 1)
+
+
+class SQLiteBackend(StorageBackend):
+    """One event store in one SQLite database.
+
+    Args:
+        path: a file path (relative or absolute), or ``":memory:"`` for a private in-memory
+            database that lives while the backend is open.
+        enable_hard_deletes: allow ``delete_stream(..., hard=True)``.
+        timeout: seconds a connection waits for another one's lock (``busy_timeout``);
+            ``None`` waits without a practical limit.
+        poll_interval: seconds between polls for other processes' commits (subscriptions).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        enable_hard_deletes: bool,
+        timeout: float | None,
+        poll_interval: float,
+    ) -> None:
+        self.enable_hard_deletes = enable_hard_deletes
+        self.poll_interval = poll_interval
+        self._target = Target.of(path, timeout)
+        self._writer: WriterThread | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        # Holds a :memory: database alive between opens and lifecycle commands.
+        self._keeper: sqlite3.Connection | None = None
+
+    @property
+    def path(self) -> str:
+        """The database path as given (``:memory:`` for an in-memory database)."""
+        return self._target.path
+
+    def writer_stats(self) -> WriterStats:
+        """How the writer grouped writes so far (zeros when never opened)."""
+        return self._writer.stats if self._writer is not None else WriterStats()
+
+    # -- plumbing --------------------------------------------------------------------
+
+    async def _blocking(self, function: Callable[[], T]) -> T:
+        """Run blocking ``function`` on a worker thread, translating driver errors."""
+        path = self._target.path
+
+        def run() -> T:
+            with driver_errors(path):
+                return function()
+
+        return await asyncio.to_thread(run)
+
+    def _keep_alive(self) -> None:
+        if self._target.in_memory and self._keeper is None:
+            self._keeper = lifecycle.connect(self._target, writer=False)
+
+    def _forget_memory(self) -> None:
+        if self._keeper is not None:
+            self._keeper.close()
+            self._keeper = None
+
+    def _with_connection(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        """Blocking: run ``function`` on a short-lived writer-style connection."""
+        self._keep_alive()
+        conn = lifecycle.connect(self._target, writer=True)
+        try:
+            return function(conn)
+        finally:
+            conn.close()
+
+    async def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``operation`` in the writer's next transaction (its own savepoint)."""
+        writer = self._writer
+        if writer is None:
+            raise StorageError(f"the SQLite store {self._target.path!r} is not open")
+        result: T = await writer.submit(operation)
+        return result
+
+    async def _manage(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """A lifecycle write: through the writer when open, else on its own connection."""
+        if self._writer is not None:
+            return await self._write(operation)
+
+        def run(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = operation(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
+
+        return await self._blocking(lambda: self._with_connection(run))
+
+    def _reader(self) -> sqlite3.Connection:
+        """This reader thread's connection, opened on first use."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = lifecycle.connect(self._target, writer=False)
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    async def _read(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        readers = self._readers
+        if readers is None:
+            raise StorageError(f"the SQLite store {self._target.path!r} is not open")
+        path = self._target.path
+
+        def run() -> T:
+            with driver_errors(path):
+                return function(self._reader())
+
+        return await asyncio.get_running_loop().run_in_executor(readers, run)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def open(self, *, auto_init: bool = True) -> None:
+        if self._writer is not None:
+            return
+        target = self._target
+
+        def connect() -> sqlite3.Connection:
+            if not target.exists():
+                if not auto_init:
+                    raise ConfigurationError(
+                        f"the SQLite database {target.path!r} does not exist; "
+                        "create it with `evstore init` (or open with auto_init=True)"
+                    )
+                target.make_parent()
+            self._keep_alive()
+            conn = lifecycle.connect(target, writer=True)
+            try:
+                if _sql.SCHEMA_VERSION not in lifecycle.versions(conn):
+                    if not auto_init:
+                        raise ConfigurationError(
+                            f"the SQLite database {target.path!r} is not initialised; "
+                            "run `evstore init` (or open with auto_init=True)"
+                        )
+                    lifecycle.apply_migrations(conn)
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+        try:
+            conn = await self._blocking(connect)
+        except BaseException:
+            self._forget_memory()
+            raise
+        self._writer = WriterThread(conn, target.path)
+        self._writer.start()
+        self._readers = ThreadPoolExecutor(
+            max_workers=_READERS, thread_name_prefix="evstore-sqlite-reader"
+        )
+
+    async def close(self) -> None:
+        writer, readers = self._writer, self._readers
+        self._writer = self._readers = None
+        if writer is not None:
+            # Queued writes finish first; the writer closes its own connection.
+            await asyncio.to_thread(writer.stop)
+        if readers is not None:
+            await asyncio.to_thread(readers.shutdown, wait=True)
+        with self._reader_lock:
+            conns, self._reader_conns = self._reader_conns, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
+        self._forget_memory()
+
+    async def create(self) -> str:
+        target = self._target
+        existed = target.exists() and not target.in_memory
+
+        def create() -> list[str]:
+            target.make_parent()
+            return self._with_connection(lifecycle.apply_migrations)
+
+        applied = await self._blocking(create)
+        if existed:
+            return f"The SQLite database {target.path!r} already exists" + (
+                " and has been initialised." if applied else "."
+            )
+        return f"The SQLite database {target.path!r} has been created."
+
+    async def init(self) -> str:
+        target = self._target
+
+        def init() -> list[str]:
+            target.make_parent()
+            return self._with_connection(lifecycle.apply_migrations)
+
+        applied = await self._blocking(init)
+        if applied:
+            return f"The SQLite database {target.path!r} has been initialised."
+        return f"The SQLite database {target.path!r} is already initialised."
+
+    async def migrate(self) -> str:
+        target = self._target
+
+        def migrate() -> list[str]:
+            target.make_parent()
+            return self._with_connection(lifecycle.apply_migrations)
+
+        applied = await self._blocking(migrate)
+        if applied:
+            return (
+                f"The SQLite database {target.path!r} has been migrated to schema version "
+                f"{', '.join(applied)}."
+            )
+        return (
+            f"The SQLite database {target.path!r} is already at schema version "
+            f"{_sql.SCHEMA_VERSION}."
+        )
+
+    async def drop(self) -> str:
+        await self.close()
+        target = self._target
+        if target.in_memory:
+            self._target = target.renamed()
+            return "The in-memory SQLite database has been dropped."
+        existed = await self._blocking(lambda: lifecycle.remove_files(target.path))
+        if existed:
+            return f"The SQLite database {target.path!r} has been dropped."
+        return f"The SQLite database {target.path!r} does not exist."
+
+    async def reset(self) -> str:
+        if not self._target.exists():
+            return f"The SQLite database {self._target.path!r} does not exist."
+        await self._manage(_writes.reset)
+        return f"The SQLite database {self._target.path!r} has been reset."
+
+    async def schema_version(self) -> str | None:
+        target = self._target
+        if not target.exists():
+            return None
+
+        def version() -> str | None:
+            recorded = self._with_connection(lifecycle.versions)
+            return max(recorded, key=int) if recorded else None
+
+        return await self._blocking(version)
+
+    # -- writing ---------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream_id: str,
+        expected_version: ExpectedVersion | int,
+        events: Sequence[NewEvent],
+        created_at: datetime,
+        *,
+        conn: Any = None,
+    ) -> AppendResult:
+        _refuse_conn(conn)
+        return await self._write(
+            functools.partial(
+                _writes.append,
+                stream_id=stream_id,
+                expected=expected_version,
+                events=events,
+                created_at=created_at,
+            )
+        )
+
+    async def link(
+        self,
+        stream_id: str,
+        expected_version: ExpectedVersion | int,
+        event_ids: Sequence[UUID],
+        *,
+        conn: Any = None,
+    ) -> AppendResult:
+        _refuse_conn(conn)
+        return await self._write(
+            functools.partial(
+                _writes.link, stream_id=stream_id, expected=expected_version, event_ids=event_ids
+            )
+        )
+
+    async def delete_stream(
+        self,
+        stream_id: str,
+        expected_version: ExpectedVersion | int,
+        *,
+        hard: bool,
+        conn: Any = None,
+    ) -> None:
+        _refuse_conn(conn)
+        await self._write(
+            functools.partial(
+                _writes.delete_stream,
+                stream_id=stream_id,
+                expected=expected_version,
+                hard=hard,
+                hard_deletes_enabled=self.enable_hard_deletes,
+            )
+        )
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        start_version: int,
+        count: int,
+        *,
+        forward: bool,
+        conn: Any = None,
+    ) -> list[EventRow]:
+        _refuse_conn(conn)
+        return await self._read(
+            functools.partial(
+                _reads.read_stream,
+                stream_id=stream_id,
+                start_version=start_version,
+                count=count,
+                forward=forward,
+            )
+        )
+
+    async def read_all(
+        self, start_position: int, count: int, *, forward: bool, conn: Any = None
+    ) -> list[EventRow]:
+        _refuse_conn(conn)
+        return await self._read(
+            functools.partial(
+                _reads.read_all, start_position=start_position, count=count, forward=forward
+            )
+        )
+
+    async def stream_info(self, stream_id: str, *, conn: Any = None) -> StreamInfo:
+        _refuse_conn(conn)
+        return await self._read(functools.partial(_reads.stream_info, stream_id=stream_id))
+
+    async def paginate_streams(
+        self,
+        *,
+        page_size: int,
+        page_number: int,
+        search: str | None,
+        sort_by: SortBy,
+        sort_dir: SortDir,
+    ) -> Page[StreamInfo]:
+        return await self._read(
+            functools.partial(
+                _reads.paginate_streams,
+                page_size=page_size,
+                page_number=page_number,
+                search=search,
+                sort_by=sort_by,
+                sort_dir=sort_dir,
+            )
+        )
+
+    # -- snapshots -------------------------------------------------------------------
+
+    async def read_snapshot(self, source_id: str) -> StoredSnapshot:
+        return await self._read(functools.partial(_reads.read_snapshot, source_id=source_id))
+
+    async def record_snapshot(self, snapshot: StoredSnapshot) -> None:
+        await self._write(functools.partial(_writes.record_snapshot, snapshot=snapshot))
+
+    async def delete_snapshot(self, source_id: str) -> None:
+        await self._write(functools.partial(_writes.delete_snapshot, source_id=source_id))
+
+
+def _refuse_conn(conn: Any) -> None:
+    if conn is not None:
+        raise NotSupportedError("conn= is only supported by the PostgreSQL backend")
