@@ -33,7 +33,8 @@ def sqlite_available() -> bool:
     return hasattr(module, "SQLiteBackend")
 
 
-SQLITE = sqlite_available()
+# EVSTORE_CLI_TEST_STORE=memory runs the in-process tests on memory:// stores instead.
+SQLITE = sqlite_available() and os.environ.get("EVSTORE_CLI_TEST_STORE") != "memory"
 needs_sqlite = pytest.mark.skipif(not SQLITE, reason="the SQLite backend is not there yet")
 
 
