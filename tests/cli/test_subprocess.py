@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from evstore import EventData, EventStore
+
 from .conftest import cli_command, needs_sqlite, subprocess_env
 
 
@@ -101,3 +103,24 @@ def test_console_script_when_installed() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["stream_id"] == "$all"
+
+
+@needs_sqlite
+def test_a_reader_that_leaves_early_is_not_an_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'many.db'}"
+    with EventStore(url) as store:
+        # About 1 MB of JSON lines: far more than a pipe buffers, so the writer sees EPIPE.
+        store.append_to_stream("s", 0, [EventData("E", {"pad": "x" * 200}) for _ in range(5000)])
+    for command in (["read", "s"], ["export"]):
+        process = subprocess.Popen(
+            cli_command("--url", url, *command),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=subprocess_env(),
+        )
+        assert process.stdout is not None and process.stderr is not None
+        assert json.loads(process.stdout.readline())["stream_id"] == "s"
+        process.stdout.close()  # like `| head -1`
+        stderr = process.stderr.read().decode()
+        process.wait(timeout=120)
+        assert "Traceback" not in stderr and "error" not in stderr.lower(), stderr

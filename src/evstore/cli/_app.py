@@ -68,6 +68,9 @@ class _EvstoreGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            # The reader left (`evstore read x | head`): click exits quietly on EPIPE.
+            raise
         except (EventStoreError, ValueError, TypeError, OSError) as exc:
             raise CliError(_describe(exc)) from exc
 
