@@ -17,18 +17,23 @@ _SQLITE_LOCKED = 6
 
 
 def translate(exc: sqlite3.Error, path: str) -> EventStoreError:
-    """The evstore error for a driver exception; the caller chains it (``raise … from exc``).
+    """The evstore error for a driver exception, chained from it (``__cause__``).
 
     A lock still held when ``busy_timeout`` ran out becomes ``EventStoreTimeoutError``;
     everything else is a ``StorageError`` naming the database file.
     """
+    error: EventStoreError
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
-        return EventStoreTimeoutError(
+        error = EventStoreTimeoutError(
             f"the SQLite database {path!r} stayed locked by another connection or process "
             f"longer than the store's timeout: {exc}"
         )
-    return StorageError(f"SQLite error on {path!r}: {exc}")
+    else:
+        error = StorageError(f"SQLite error on {path!r}: {exc}")
+    # Set here so that errors handed to futures (never raised with ``from``) are chained too.
+    error.__cause__ = exc
+    return error
 
 
 @contextmanager

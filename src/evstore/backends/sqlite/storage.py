@@ -16,6 +16,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -80,20 +81,45 @@ class SQLiteBackend(StorageBackend):
         return self._target.path
 
     def writer_stats(self) -> WriterStats:
-        """How the writer grouped writes so far (zeros when never opened)."""
-        return self._writer.stats if self._writer is not None else WriterStats()
+        """A copy of how the writer has grouped writes so far (zeros when not open)."""
+        return replace(self._writer.stats) if self._writer is not None else WriterStats()
 
     # -- plumbing --------------------------------------------------------------------
 
     async def _blocking(self, function: Callable[[], T]) -> T:
-        """Run blocking ``function`` on a worker thread, translating driver errors."""
+        """Run blocking ``function`` on a thread of its own, translating driver errors.
+
+        Lifecycle work is rare, so a short-lived thread (joined before returning) is cheap,
+        and the backend leaves no thread behind, not even in the loop's default executor.
+        """
         path = self._target.path
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
 
-        def run() -> T:
-            with driver_errors(path):
-                return function()
+        def settle(value: T | None, error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)  # type: ignore[arg-type]
 
-        return await asyncio.to_thread(run)
+        def run() -> None:
+            try:
+                with driver_errors(path):
+                    value = function()
+            except BaseException as exc:
+                loop.call_soon_threadsafe(settle, None, exc)
+            else:
+                loop.call_soon_threadsafe(settle, value, None)
+
+        thread = threading.Thread(target=run, name="evstore-sqlite-lifecycle", daemon=True)
+        thread.start()
+        try:
+            return await future
+        finally:
+            if not thread.is_alive() or future.done():
+                thread.join()
 
     def _keep_alive(self) -> None:
         if self._target.in_memory and self._keeper is None:
@@ -207,9 +233,9 @@ class SQLiteBackend(StorageBackend):
         self._writer = self._readers = None
         if writer is not None:
             # Queued writes finish first; the writer closes its own connection.
-            await asyncio.to_thread(writer.stop)
+            await self._blocking(writer.stop)
         if readers is not None:
-            await asyncio.to_thread(readers.shutdown, wait=True)
+            await self._blocking(functools.partial(readers.shutdown, wait=True))
         with self._reader_lock:
             conns, self._reader_conns = self._reader_conns, []
         for conn in conns:

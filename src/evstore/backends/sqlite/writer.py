@@ -207,11 +207,7 @@ class WriterThread:
         self._resolve(batch)
 
     def _error(self, exc: Exception) -> BaseException:
-        if isinstance(exc, sqlite3.Error):
-            error = translate(exc, self.path)
-            error.__cause__ = exc
-            return error
-        return exc
+        return translate(exc, self.path) if isinstance(exc, sqlite3.Error) else exc
 
     @staticmethod
     def _resolve(requests: list[_Request]) -> None:
