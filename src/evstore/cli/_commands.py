@@ -1,0 +1,11 @@
+"""The assembled ``evstore`` group: every command module's commands, in help order."""
+
+from __future__ import annotations
+
+from evstore.cli import _lifecycle, _streams, _transfer
+from evstore.cli._app import cli
+
+__all__ = ["cli"]
+
+for _command in (*_lifecycle.COMMANDS, *_streams.COMMANDS, *_transfer.COMMANDS):
+    cli.add_command(_command)
