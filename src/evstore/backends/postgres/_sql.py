@@ -1,0 +1,697 @@
+"""Every SQL text of the PostgreSQL backend: the schema, its functions and the statements.
+
+Nothing here touches a connection. :class:`Sql` renders the texts for one schema and one
+payload column type; the schema name is always quoted as an identifier (it is validated by
+the configuration too, but quoting is what makes it safe).
+
+The schema (version 1)
+----------------------
+
+``streams``
+    ``stream_key bigserial`` (internal key), ``stream_id text`` (unique), ``version bigint``
+    (events plus links so far), ``created_at``, ``deleted_at`` (soft delete mark).
+``events``
+    One row per appended event: ``seq bigserial`` (insertion order, internal),
+    ``event_id uuid`` (unique), ``stream_key``/``stream_version`` (unique together: the
+    optimistic-concurrency guard), ``event_type``, ``data``/``metadata`` (``bytea`` or
+    ``jsonb``), ``flags smallint``, ``correlation_id``, ``causation_id``, ``created_at``
+    and ``xid xid8 DEFAULT pg_current_xact_id()`` — the writing transaction, indexed with
+    ``seq`` so the sequencer finds recent rows cheaply.
+``links``
+    ``(stream_key, stream_version) -> seq``: an existing event placed in another stream.
+    A stream's event numbers are shared by its own events (``events.stream_version``) and
+    its links (``links.stream_version``); ``unique (stream_key, seq)`` stops an event being
+    linked twice. Links never enter ``$all``.
+``all_positions``
+    ``position bigint`` primary key, ``seq bigint`` unique: the global ``$all`` log. Only the
+    sequencer inserts here, never updates.
+``sequencer_state``
+    One row: ``horizon xid8`` (every event row with a lower xid has a position),
+    ``last_position`` (highest position ever assigned; never lowered, so hard deletes leave
+    gaps) and ``initialised_at`` (the creation time reported for ``$all``).
+``snapshots``, ``subscriptions`` (for the subscription layer), ``schema_migrations``.
+
+There are deliberately no foreign keys on the hot tables: each would add a trigger call
+per inserted event, and the functions below keep the references right. A dangling
+``links``/``all_positions`` row (possible only when a hard delete races a link or a
+sequencer cycle) is harmless because every read joins ``events``.
+
+Global positions
+----------------
+
+Appends take no global lock. A sequencer cycle (``evstore_sequence``), serialised across
+processes by a transaction-level advisory lock, numbers every committed event row that has
+no position yet, in ``seq`` order, after ``last_position``, in one ``INSERT ... SELECT``, and
+moves ``horizon`` to the xmin of that statement's snapshot; then it sends one NOTIFY.
+
+Why the candidates are "visible rows with ``xid >= horizon`` and no position" rather than
+only the rows with ``xid`` below the snapshot's xmin: both are exactly the committed rows
+(a READ COMMITTED snapshot only shows committed rows), and both keep positions contiguous,
+gap-free after rollbacks and never visible out of order, because positions are handed out
+by one serialised, atomic step at a time. Taking every visible row has two advantages:
+a long transaction anywhere in the cluster (xmin is cluster-wide) does not hold back
+positions, and a stream's events always get positions in version order (a stream's rows
+are written under its row lock, so a later version has a higher ``seq`` and becomes visible
+no earlier). The horizon still bounds the scan: every row below it already has a position,
+since its transaction had ended before the cycle's snapshot was taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "SCHEMA_VERSION",
+    "STATUS_DUPLICATE",
+    "STATUS_EXPECTATION",
+    "STATUS_NOT_FOUND",
+    "STATUS_OK",
+    "STATUS_RETRY",
+    "STREAM_EXISTS",
+    "Sql",
+    "quote_ident",
+    "quote_literal",
+]
+
+SCHEMA_VERSION = 1
+"""The schema version this code writes and expects."""
+
+# How the functions receive a symbolic expected version (integers are passed as they are).
+ANY = -1
+NO_STREAM = -2
+STREAM_EXISTS = -3
+
+# Status codes returned by evstore_append / evstore_link.
+STATUS_OK = 0
+STATUS_EXPECTATION = 1
+"""The expectation failed; the row carries the stream's state for the Python-side check."""
+STATUS_DUPLICATE = 2
+"""An event id is already stored / already in the target; ``detail`` names it."""
+STATUS_RETRY = 3
+"""A lock wait timed out or deadlocked; nothing was written, run the call again."""
+STATUS_NOT_FOUND = 4
+"""Link: ``detail`` lists the unknown event ids, comma separated."""
+STATUS_ERROR = 9
+"""Anything else; ``detail`` is ``SQLSTATE: message``."""
+
+_TABLES = (
+    "snapshots",
+    "subscriptions",
+    "links",
+    "all_positions",
+    "events",
+    "streams",
+    "sequencer_state",
+    "schema_migrations",
+)
+_FUNCTIONS = ("evstore_append", "evstore_link", "evstore_sequence", "evstore_expectation_holds")
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a PostgreSQL identifier, whatever it contains."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """``text`` as a PostgreSQL string literal (standard_conforming_strings is on)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Sql:
+    """The SQL of one store: ``schema`` (unquoted name) and its payload column type."""
+
+    schema: str
+    column_type: Literal["bytea", "jsonb"] = "bytea"
+
+    @property
+    def s(self) -> str:
+        """The quoted schema, for qualifying names."""
+        return quote_ident(self.schema)
+
+    @property
+    def channel(self) -> str:
+        """The NOTIFY channel the sequencer announces new positions on."""
+        return f"{self.schema}.evstore"
+
+    # -- schema ----------------------------------------------------------------------
+
+    def migration_1(self) -> list[str]:
+        """The statements creating schema version 1."""
+        s, t = self.s, self.column_type
+        return [
+            f"""CREATE TABLE {s}.streams (
+                stream_key bigserial PRIMARY KEY,
+                stream_id text NOT NULL CONSTRAINT streams_stream_id_unique UNIQUE,
+                version bigint NOT NULL DEFAULT 0,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                deleted_at timestamptz
+            )""",
+            f"""CREATE TABLE {s}.events (
+                seq bigserial PRIMARY KEY,
+                event_id uuid NOT NULL CONSTRAINT events_event_id_unique UNIQUE,
+                stream_key bigint NOT NULL,
+                stream_version bigint NOT NULL,
+                event_type text NOT NULL,
+                data {t} NOT NULL,
+                metadata {t},
+                flags smallint NOT NULL DEFAULT 0,
+                correlation_id uuid,
+                causation_id uuid,
+                created_at timestamptz NOT NULL,
+                xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+                CONSTRAINT events_stream_version_unique UNIQUE (stream_key, stream_version)
+            )""",
+            f"CREATE INDEX events_xid ON {s}.events (xid, seq)",
+            f"""CREATE TABLE {s}.links (
+                stream_key bigint NOT NULL,
+                stream_version bigint NOT NULL,
+                seq bigint NOT NULL,
+                PRIMARY KEY (stream_key, stream_version),
+                CONSTRAINT links_event_unique UNIQUE (stream_key, seq)
+            )""",
+            f"CREATE INDEX links_seq ON {s}.links (seq)",
+            f"""CREATE TABLE {s}.all_positions (
+                position bigint PRIMARY KEY,
+                seq bigint NOT NULL CONSTRAINT all_positions_seq_unique UNIQUE
+            )""",
+            # horizon starts at 0, not at the current xmin: a transaction that began before
+            # this one could still insert events once the table is visible.
+            f"""CREATE TABLE {s}.sequencer_state (
+                id boolean PRIMARY KEY DEFAULT true CHECK (id),
+                horizon xid8 NOT NULL DEFAULT '0',
+                last_position bigint NOT NULL DEFAULT 0,
+                initialised_at timestamptz NOT NULL DEFAULT now()
+            )""",
+            f"INSERT INTO {s}.sequencer_state DEFAULT VALUES",
+            f"""CREATE TABLE {s}.snapshots (
+                source_id text PRIMARY KEY,
+                source_version bigint NOT NULL,
+                source_type text NOT NULL,
+                data {t} NOT NULL,
+                metadata {t},
+                flags smallint NOT NULL DEFAULT 0,
+                created_at timestamptz NOT NULL DEFAULT now()
+            )""",
+            f"""CREATE TABLE {s}.subscriptions (
+                subscription_id bigserial PRIMARY KEY,
+                stream_id text NOT NULL,
+                subscription_name text NOT NULL,
+                last_seen bigint,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                CONSTRAINT subscriptions_name_unique UNIQUE (stream_id, subscription_name)
+            )""",
+            self._expectation_function(),
+            self._append_function(),
+            self._link_function(),
+            self._sequence_function(),
+        ]
+
+    def create_migrations_table(self) -> str:
+        return f"""CREATE TABLE IF NOT EXISTS {self.s}.schema_migrations (
+            version integer PRIMARY KEY,
+            migrated_at timestamptz NOT NULL DEFAULT now()
+        )"""
+
+    def record_migration(self) -> str:
+        return f"INSERT INTO {self.s}.schema_migrations (version) VALUES ($1)"
+
+    def migrations_table_exists(self) -> str:
+        return f"SELECT to_regclass({quote_literal(self.s + '.schema_migrations')}) IS NOT NULL"
+
+    def current_version(self) -> str:
+        return f"SELECT max(version) FROM {self.s}.schema_migrations"
+
+    def data_column_type(self) -> str:
+        """The type of ``events.data`` as created (to refuse a mismatched option)."""
+        return f"""SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+            WHERE a.attrelid = to_regclass({quote_literal(self.s + ".events")})
+              AND a.attname = 'data' AND NOT a.attisdropped"""
+
+    def drop_objects(self) -> list[str]:
+        s = self.s
+        return [f"DROP FUNCTION IF EXISTS {s}.{name}" for name in _FUNCTIONS] + [
+            f"DROP TABLE IF EXISTS {s}.{name}" for name in _TABLES
+        ]
+
+    def reset(self) -> list[str]:
+        s = self.s
+        truncated = ", ".join(
+            f"{s}.{name}"
+            for name in (
+                "snapshots",
+                "subscriptions",
+                "links",
+                "all_positions",
+                "events",
+                "streams",
+            )
+        )
+        return [
+            self.lock_sequencer(),
+            f"TRUNCATE {truncated} RESTART IDENTITY",
+            # The horizon stays: a transaction that began earlier may still add events.
+            f"UPDATE {s}.sequencer_state SET last_position = 0",
+        ]
+
+    def _sequencer_lock_call(self) -> str:
+        # Two-key advisory lock: the state table's oid names this store in this database.
+        oid = f"{quote_literal(self.s + '.sequencer_state')}::regclass::oid::integer"
+        return f"pg_advisory_xact_lock({oid}, 1)"
+
+    def lock_sequencer(self) -> str:
+        """Serialise with sequencer cycles until the end of the transaction."""
+        return f"SELECT {self._sequencer_lock_call()}"
+
+    def lock_migrations(self) -> str:
+        # The tables may not exist yet, so the key is derived from the schema name.
+        return (
+            "SELECT pg_advisory_xact_lock(hashtext('evstore.migrate'), "
+            f"hashtext({quote_literal(self.schema)}))"
+        )
+
+    # -- functions -------------------------------------------------------------------
+
+    def _expectation_function(self) -> str:
+        # p_version is NULL when the stream does not exist. Mirrors rules.check_expected_version
+        # (reference §1.2.1); when it fails, Python re-runs that check to raise the error.
+        return f"""CREATE OR REPLACE FUNCTION {self.s}.evstore_expectation_holds(
+                p_expected bigint, p_version bigint, p_deleted boolean)
+            RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+            SELECT CASE
+                WHEN coalesce(p_deleted, false) THEN false
+                WHEN p_expected = {ANY} THEN true
+                WHEN p_expected = {NO_STREAM} THEN coalesce(p_version, 0) = 0
+                WHEN p_expected = {STREAM_EXISTS} THEN p_version IS NOT NULL
+                ELSE p_expected = coalesce(p_version, 0)
+            END
+        $$"""
+
+    def _append_function(self) -> str:
+        """``evstore_append``: one append, checked and written in its own subtransaction.
+
+        The ``BEGIN ... EXCEPTION`` block is the subtransaction: a failed append rolls back
+        only itself, so a group-commit batch keeps its other appends. Lock waits end with
+        ``STATUS_RETRY`` (the writer sets ``lock_timeout``) instead of stalling the batch.
+        """
+        s, t = self.s, self.column_type
+        return f"""CREATE OR REPLACE FUNCTION {s}.evstore_append(
+                p_stream_id text, p_expected bigint, p_created_at timestamptz,
+                p_event_ids uuid[], p_types text[], p_data {t}[], p_metadata {t}[],
+                p_flags smallint[], p_correlation uuid[], p_causation uuid[],
+                OUT o_status smallint, OUT o_version bigint, OUT o_deleted boolean,
+                OUT o_last_seq bigint, OUT o_detail text)
+            LANGUAGE plpgsql AS $fn$
+            DECLARE
+                v_count integer := coalesce(cardinality(p_event_ids), 0);
+                v_key bigint;
+                v_constraint text;
+            BEGIN
+                o_status := {STATUS_OK};
+                BEGIN
+                    IF v_count = 0 THEN
+                        SELECT st.version, st.deleted_at IS NOT NULL INTO o_version, o_deleted
+                            FROM {s}.streams st WHERE st.stream_id = p_stream_id;
+                        IF NOT {s}.evstore_expectation_holds(p_expected, o_version, o_deleted) THEN
+                            o_status := {STATUS_EXPECTATION};
+                        END IF;
+                        o_version := coalesce(o_version, 0);
+                        RETURN;
+                    END IF;
+                    -- Lock the stream row and reserve the versions in one statement.
+                    UPDATE {s}.streams st SET version = st.version + v_count
+                        WHERE st.stream_id = p_stream_id
+                        RETURNING st.stream_key, st.version - v_count, st.deleted_at IS NOT NULL
+                        INTO v_key, o_version, o_deleted;
+                    IF NOT FOUND THEN
+                        IF NOT {s}.evstore_expectation_holds(p_expected, NULL, NULL) THEN
+                            o_status := {STATUS_EXPECTATION};
+                            RETURN;
+                        END IF;
+                        -- A concurrent creator makes this wait for its commit, then skip.
+                        INSERT INTO {s}.streams AS st (stream_id, version, created_at)
+                            VALUES (p_stream_id, v_count, p_created_at)
+                            ON CONFLICT (stream_id) DO NOTHING
+                            RETURNING st.stream_key INTO v_key;
+                        IF FOUND THEN
+                            o_version := 0;
+                            o_deleted := false;
+                        ELSE
+                            UPDATE {s}.streams st SET version = st.version + v_count
+                                WHERE st.stream_id = p_stream_id
+                                RETURNING st.stream_key, st.version - v_count,
+                                          st.deleted_at IS NOT NULL
+                                INTO v_key, o_version, o_deleted;
+                            IF NOT FOUND THEN  -- created and hard deleted meanwhile
+                                o_status := {STATUS_RETRY};
+                                RETURN;
+                            END IF;
+                        END IF;
+                    END IF;
+                    IF NOT {s}.evstore_expectation_holds(p_expected, o_version, o_deleted) THEN
+                        o_status := {STATUS_EXPECTATION};
+                        RAISE EXCEPTION USING ERRCODE = 'EVS01';  -- undo the version bump
+                    END IF;
+                    WITH inserted AS (
+                        INSERT INTO {s}.events (event_id, stream_key, stream_version, event_type,
+                                data, metadata, flags, correlation_id, causation_id, created_at)
+                            SELECT u.event_id, v_key, o_version + u.n, u.event_type, u.data,
+                                   u.metadata, u.flags, u.correlation_id, u.causation_id,
+                                   p_created_at
+                            FROM unnest(p_event_ids, p_types, p_data, p_metadata, p_flags,
+                                        p_correlation, p_causation) WITH ORDINALITY
+                                 AS u(event_id, event_type, data, metadata, flags,
+                                      correlation_id, causation_id, n)
+                            ORDER BY u.n
+                            RETURNING seq)
+                    SELECT max(seq) INTO o_last_seq FROM inserted;
+                    o_version := o_version + v_count;
+                EXCEPTION
+                    WHEN SQLSTATE 'EVS01' THEN
+                        RETURN;
+                    WHEN unique_violation THEN
+                        GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
+                        o_last_seq := NULL;
+                        IF v_constraint = 'events_event_id_unique' THEN
+                            -- The first id, in the caller's order, stored or repeated.
+                            SELECT u.event_id::text INTO o_detail FROM (
+                                SELECT w.event_id, w.n, row_number() OVER (
+                                        PARTITION BY w.event_id ORDER BY w.n) AS k
+                                    FROM unnest(p_event_ids) WITH ORDINALITY AS w(event_id, n)
+                                ) u
+                                WHERE u.k > 1 OR EXISTS (
+                                    SELECT 1 FROM {s}.events e WHERE e.event_id = u.event_id)
+                                ORDER BY u.n LIMIT 1;
+                            o_status := {STATUS_DUPLICATE};
+                        ELSE
+                            o_status := {STATUS_ERROR};
+                            o_detail := SQLSTATE || ': ' || SQLERRM;
+                        END IF;
+                    WHEN lock_not_available OR deadlock_detected THEN
+                        o_status := {STATUS_RETRY};
+                        o_last_seq := NULL;
+                    WHEN OTHERS THEN
+                        o_status := {STATUS_ERROR};
+                        o_detail := SQLSTATE || ': ' || SQLERRM;
+                        o_last_seq := NULL;
+                END;
+            END
+            $fn$"""
+
+    def _link_function(self) -> str:
+        """``evstore_link``: link existing events into a stream, all or nothing."""
+        s = self.s
+        return f"""CREATE OR REPLACE FUNCTION {s}.evstore_link(
+                p_stream_id text, p_expected bigint, p_event_ids uuid[],
+                OUT o_status smallint, OUT o_version bigint, OUT o_deleted boolean,
+                OUT o_position bigint, OUT o_detail text)
+            LANGUAGE plpgsql AS $fn$
+            DECLARE
+                v_count integer := coalesce(cardinality(p_event_ids), 0);
+                v_key bigint;
+            BEGIN
+                o_status := {STATUS_OK};
+                BEGIN
+                    SELECT st.stream_key, st.version, st.deleted_at IS NOT NULL
+                        INTO v_key, o_version, o_deleted
+                        FROM {s}.streams st WHERE st.stream_id = p_stream_id
+                        FOR UPDATE;
+                    IF NOT {s}.evstore_expectation_holds(p_expected, o_version, o_deleted) THEN
+                        o_status := {STATUS_EXPECTATION};
+                        RETURN;
+                    END IF;
+                    IF v_count = 0 THEN
+                        o_version := coalesce(o_version, 0);
+                        RETURN;
+                    END IF;
+                    SELECT string_agg(w.event_id::text, ',' ORDER BY w.n) INTO o_detail
+                        FROM unnest(p_event_ids) WITH ORDINALITY AS w(event_id, n)
+                        WHERE NOT EXISTS (
+                            SELECT 1 FROM {s}.events e WHERE e.event_id = w.event_id);
+                    IF o_detail IS NOT NULL THEN
+                        o_status := {STATUS_NOT_FOUND};
+                        RETURN;
+                    END IF;
+                    -- Repeated in the call, the target's own event, or already linked there.
+                    SELECT u.event_id::text INTO o_detail FROM (
+                        SELECT w.event_id, w.n, e.seq, e.stream_key, row_number() OVER (
+                                PARTITION BY w.event_id ORDER BY w.n) AS k
+                            FROM unnest(p_event_ids) WITH ORDINALITY AS w(event_id, n)
+                            JOIN {s}.events e ON e.event_id = w.event_id
+                        ) u
+                        WHERE u.k > 1 OR u.stream_key = v_key OR EXISTS (
+                            SELECT 1 FROM {s}.links l
+                            WHERE l.stream_key = v_key AND l.seq = u.seq)
+                        ORDER BY u.n LIMIT 1;
+                    IF o_detail IS NOT NULL THEN
+                        o_status := {STATUS_DUPLICATE};
+                        RETURN;
+                    END IF;
+                    IF v_key IS NULL THEN
+                        INSERT INTO {s}.streams AS st (stream_id, version)
+                            VALUES (p_stream_id, 0)
+                            ON CONFLICT (stream_id) DO NOTHING
+                            RETURNING st.stream_key INTO v_key;
+                        IF NOT FOUND THEN  -- created concurrently: check everything again
+                            o_status := {STATUS_RETRY};
+                            RETURN;
+                        END IF;
+                        o_version := 0;
+                        o_deleted := false;
+                    END IF;
+                    UPDATE {s}.streams st SET version = st.version + v_count
+                        WHERE st.stream_key = v_key;
+                    INSERT INTO {s}.links (stream_key, stream_version, seq)
+                        SELECT v_key, o_version + w.n, e.seq
+                        FROM unnest(p_event_ids) WITH ORDINALITY AS w(event_id, n)
+                        JOIN {s}.events e ON e.event_id = w.event_id;
+                    o_version := o_version + v_count;
+                    SELECT p.position INTO o_position
+                        FROM {s}.events e JOIN {s}.all_positions p ON p.seq = e.seq
+                        WHERE e.event_id = p_event_ids[v_count];
+                EXCEPTION
+                    WHEN unique_violation OR lock_not_available OR deadlock_detected THEN
+                        -- A concurrent link of the same ids or creation of the stream.
+                        o_status := {STATUS_RETRY};
+                    WHEN OTHERS THEN
+                        o_status := {STATUS_ERROR};
+                        o_detail := SQLSTATE || ': ' || SQLERRM;
+                END;
+            END
+            $fn$"""
+
+    def _sequence_function(self) -> str:
+        """``evstore_sequence``: one sequencer cycle, then the positions of ``p_waiting``.
+
+        Returns the highest position ever assigned and, for each seq in ``p_waiting``, its
+        position, NULL when it has none yet, or -1 when the event no longer exists.
+        """
+        s = self.s
+        return f"""CREATE OR REPLACE FUNCTION {s}.evstore_sequence(p_waiting bigint[],
+                OUT o_last_position bigint, OUT o_positions bigint[], OUT o_assigned bigint)
+            LANGUAGE plpgsql AS $fn$
+            DECLARE
+                v_horizon xid8;
+                v_last bigint;
+                v_new_horizon xid8;
+            BEGIN
+                o_assigned := 0;
+                -- Cheap check first, without the lock: is any committed row unnumbered?
+                SELECT st.horizon INTO v_horizon FROM {s}.sequencer_state st;
+                IF EXISTS (
+                    SELECT 1 FROM {s}.events e
+                    WHERE e.xid >= v_horizon AND NOT EXISTS (
+                        SELECT 1 FROM {s}.all_positions p WHERE p.seq = e.seq)
+                ) THEN
+                    -- An advisory lock gives this transaction no xid, so the snapshot below
+                    -- is not held back by the sequencer itself. Each statement after it
+                    -- takes a fresh snapshot (READ COMMITTED), seeing earlier cycles.
+                    PERFORM {self._sequencer_lock_call()};
+                    SELECT st.horizon, st.last_position INTO v_horizon, v_last
+                        FROM {s}.sequencer_state st;
+                    WITH snapshot AS MATERIALIZED (
+                        SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin
+                    ), numbered AS (
+                        INSERT INTO {s}.all_positions (position, seq)
+                        SELECT v_last + row_number() OVER (ORDER BY e.seq), e.seq
+                        FROM {s}.events e
+                        WHERE e.xid >= v_horizon AND NOT EXISTS (
+                            SELECT 1 FROM {s}.all_positions p WHERE p.seq = e.seq)
+                        RETURNING 1
+                    )
+                    SELECT (SELECT xmin FROM snapshot), (SELECT count(*) FROM numbered)
+                        INTO v_new_horizon, o_assigned;
+                    IF o_assigned > 0 OR v_new_horizon > v_horizon THEN
+                        UPDATE {s}.sequencer_state
+                            SET horizon = greatest(horizon, v_new_horizon),
+                                last_position = last_position + o_assigned;
+                    END IF;
+                    IF o_assigned > 0 THEN
+                        PERFORM pg_notify({quote_literal(self.channel)},
+                                          (v_last + o_assigned)::text);
+                    END IF;
+                END IF;
+                SELECT st.last_position INTO o_last_position FROM {s}.sequencer_state st;
+                o_positions := ARRAY(
+                    SELECT coalesce(p.position, CASE WHEN EXISTS (
+                            SELECT 1 FROM {s}.events e WHERE e.seq = w.seq) THEN NULL ELSE -1 END)
+                    FROM unnest(p_waiting) WITH ORDINALITY AS w(seq, n)
+                    LEFT JOIN {s}.all_positions p ON p.seq = w.seq
+                    ORDER BY w.n);
+            END
+            $fn$"""
+
+    # -- statements ------------------------------------------------------------------
+
+    @property
+    def append(self) -> str:
+        return f"SELECT * FROM {self.s}.evstore_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+
+    @property
+    def link(self) -> str:
+        return f"SELECT * FROM {self.s}.evstore_link($1, $2, $3)"
+
+    @property
+    def sequence(self) -> str:
+        return f"SELECT * FROM {self.s}.evstore_sequence($1)"
+
+    @property
+    def stream_for_delete(self) -> str:
+        return (
+            f"SELECT stream_key, version, deleted_at IS NOT NULL FROM {self.s}.streams "
+            "WHERE stream_id = $1 FOR UPDATE"
+        )
+
+    @property
+    def soft_delete(self) -> str:
+        return f"UPDATE {self.s}.streams SET deleted_at = now() WHERE stream_key = $1"
+
+    @property
+    def hard_delete(self) -> str:
+        # Own events go everywhere (positions, links to them); the stream's own links go;
+        # the events it linked stay in their streams.
+        s = self.s
+        return f"""WITH gone AS (
+                DELETE FROM {s}.events WHERE stream_key = $1 RETURNING seq
+            ), positions AS (
+                DELETE FROM {s}.all_positions WHERE seq IN (SELECT seq FROM gone)
+            ), linked AS (
+                DELETE FROM {s}.links WHERE stream_key = $1 OR seq IN (SELECT seq FROM gone)
+            )
+            DELETE FROM {s}.streams WHERE stream_key = $1"""
+
+    @property
+    def stream_with_metadata(self) -> str:
+        """A stream's row and the data of the latest entry of its metadata stream ($2)."""
+        s = self.s
+        return f"""SELECT st.stream_key, st.version, st.created_at, st.deleted_at,
+                (SELECT e.data FROM {s}.streams ms
+                    CROSS JOIN LATERAL (
+                        SELECT own.stream_version AS n, own.seq FROM {s}.events own
+                            WHERE own.stream_key = ms.stream_key
+                        UNION ALL
+                        SELECT l.stream_version, l.seq FROM {s}.links l
+                            WHERE l.stream_key = ms.stream_key
+                    ) entry
+                    JOIN {s}.events e ON e.seq = entry.seq
+                    WHERE ms.stream_id = $2
+                    ORDER BY entry.n DESC LIMIT 1) AS metadata
+            FROM {s}.streams st WHERE st.stream_id = $1"""
+
+    @property
+    def stream_row(self) -> str:
+        return f"SELECT version, created_at, deleted_at FROM {self.s}.streams WHERE stream_id = $1"
+
+    def read_stream(self, *, forward: bool) -> str:
+        """Params: $1 stream_key, $2 lowest number, $3 highest number, $4 count,
+        $5 oldest created_at or NULL. Only sequenced events are returned."""
+        s = self.s
+        order = "ASC" if forward else "DESC"
+        return f"""SELECT entry.n, e.event_id, origin.stream_id, e.stream_version, p.position,
+                e.event_type, e.data, e.metadata, e.flags, e.correlation_id, e.causation_id,
+                e.created_at
+            FROM (
+                SELECT own.stream_version AS n, own.seq FROM {s}.events own
+                    WHERE own.stream_key = $1 AND own.stream_version BETWEEN $2 AND $3
+                UNION ALL
+                SELECT l.stream_version, l.seq FROM {s}.links l
+                    WHERE l.stream_key = $1 AND l.stream_version BETWEEN $2 AND $3
+            ) entry
+            JOIN {s}.events e ON e.seq = entry.seq
+            JOIN {s}.all_positions p ON p.seq = e.seq
+            JOIN {s}.streams origin ON origin.stream_key = e.stream_key
+            WHERE $5::timestamptz IS NULL OR e.created_at >= $5::timestamptz
+            ORDER BY entry.n {order}
+            LIMIT $4"""
+
+    def read_all(self, *, forward: bool) -> str:
+        """Params: $1 lowest position, $2 highest position, $3 count."""
+        s = self.s
+        order = "ASC" if forward else "DESC"
+        return f"""SELECT p.position, e.event_id, origin.stream_id, e.stream_version, p.position,
+                e.event_type, e.data, e.metadata, e.flags, e.correlation_id, e.causation_id,
+                e.created_at
+            FROM {s}.all_positions p
+            JOIN {s}.events e ON e.seq = p.seq
+            JOIN {s}.streams origin ON origin.stream_key = e.stream_key
+            WHERE p.position BETWEEN $1 AND $2
+            ORDER BY p.position {order}
+            LIMIT $3"""
+
+    @property
+    def all_info(self) -> str:
+        return f"SELECT last_position, initialised_at FROM {self.s}.sequencer_state"
+
+    def paginate(self, order_by: str) -> str:
+        """Params: $1 search text or NULL, $2 limit, $3 offset. ``order_by`` comes from a
+        fixed table in the storage module, never from the caller.
+
+        ``$all`` is a synthetic row with key 0, created when the schema was initialised.
+        The search is a literal, case-sensitive substring test (``strpos``, no patterns).
+        """
+        s = self.s
+        return f"""WITH listed AS (
+                SELECT 0::bigint AS key, '$all'::text AS stream_id,
+                       last_position AS version, initialised_at AS created_at,
+                       NULL::timestamptz AS deleted_at
+                    FROM {s}.sequencer_state
+                UNION ALL
+                SELECT stream_key, stream_id, version, created_at, deleted_at FROM {s}.streams
+            ), matching AS (
+                SELECT *, CASE WHEN deleted_at IS NULL THEN 'created' ELSE 'deleted' END
+                          AS status
+                    FROM listed WHERE $1::text IS NULL OR strpos(stream_id, $1::text) > 0
+            )
+            SELECT total.n, page.stream_id, page.version, page.created_at, page.deleted_at,
+                   page.status
+            FROM (SELECT count(*) AS n FROM matching) total
+            LEFT JOIN LATERAL (
+                SELECT * FROM matching ORDER BY {order_by} LIMIT $2 OFFSET $3
+            ) page ON true"""
+
+    @property
+    def read_snapshot(self) -> str:
+        return (
+            "SELECT source_id, source_version, source_type, data, metadata, flags, created_at "
+            f"FROM {self.s}.snapshots WHERE source_id = $1"
+        )
+
+    @property
+    def record_snapshot(self) -> str:
+        # created_at is the first recording's: the upsert leaves it alone.
+        return f"""INSERT INTO {self.s}.snapshots
+                (source_id, source_version, source_type, data, metadata, flags)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            ON CONFLICT (source_id) DO UPDATE SET
+                source_version = excluded.source_version,
+                source_type = excluded.source_type,
+                data = excluded.data,
+                metadata = excluded.metadata,
+                flags = excluded.flags"""
+
+    @property
+    def delete_snapshot(self) -> str:
+        return f"DELETE FROM {self.s}.snapshots WHERE source_id = $1"

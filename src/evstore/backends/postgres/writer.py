@@ -1,0 +1,166 @@
+"""Group commit: concurrent appends of one process written in shared transactions.
+
+Appends are queued; a writer task takes everything queued (up to a batch limit) and runs it
+in one transaction: ``BEGIN``, one ``evstore_append(...)`` call per append — pipelined, so
+the whole batch costs one round trip — and ``COMMIT``. The commit's fsync is paid once per
+batch instead of once per append, which is where the throughput comes from.
+
+Each call runs in its own subtransaction inside the function, so an append that fails its
+expectation or repeats an event id rolls back alone and reports a status code; its
+neighbours commit. Only once the batch has committed are the callers told their outcome.
+
+Two safeguards keep one append from holding up a batch:
+
+* ``lock_timeout``: an append waiting for a stream row locked by a long transaction
+  elsewhere (for example a caller's ``conn=`` transaction) gives up quickly with
+  ``STATUS_RETRY`` and is queued again for the next batch, while the rest commits.
+* Lock order: a batch calls appends sorted by stream id (stable, so one stream's appends
+  keep their order), so two batches never wait on each other's stream rows in a cycle.
+
+A batch is capped at :data:`MAX_BATCH` appends: every append is a subtransaction with its
+own subxid, and PostgreSQL caches only 64 per backend; beyond that every snapshot in the
+cluster becomes "suboverflowed" and visibility checks slow down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from evstore.backends.postgres._errors import storage_error
+from evstore.backends.postgres._sql import STATUS_RETRY
+
+__all__ = ["MAX_BATCH", "AppendRequest", "GroupCommitWriter"]
+
+MAX_BATCH = 60
+"""Appends per transaction; below the 64 cached subtransaction ids (see module docstring)."""
+
+LOCK_TIMEOUT = "100ms"
+"""How long an append in a batch may wait for a row lock before it is retried later."""
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class AppendRequest:
+    """One queued append: the stream (for lock ordering) and the function's arguments."""
+
+    stream_id: str
+    args: Sequence[Any]
+    future: asyncio.Future[asyncpg.Record] = field(repr=False)
+
+
+class GroupCommitWriter:
+    """Writes queued appends in shared transactions on connections from ``pool``.
+
+    Args:
+        pool: the store's connection pool.
+        statement: the ``evstore_append`` call (one row per append).
+        writers: how many batches may be in flight at once (each on its own connection).
+    """
+
+    def __init__(self, pool: asyncpg.Pool, statement: str, *, writers: int = 2) -> None:
+        self._pool = pool
+        self._statement = statement
+        self._queue: deque[AppendRequest] = deque()
+        self._wake = asyncio.Event()
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"evstore-writer-{i}") for i in range(writers)
+        ]
+        self._closing = False
+        self.batches = 0
+        """Transactions committed (for tests and metrics)."""
+        self.appends = 0
+        """Appends committed in them."""
+
+    async def submit(self, stream_id: str, args: Sequence[Any]) -> asyncpg.Record:
+        """Queue one append and return its function row once its batch has committed.
+
+        Raises:
+            StorageError, EventStoreTimeoutError: the batch failed; the append may or may
+                not have been committed if the failure hit the COMMIT itself.
+        """
+        future: asyncio.Future[asyncpg.Record] = asyncio.get_running_loop().create_future()
+        self._queue.append(AppendRequest(stream_id, args, future))
+        self._wake.set()
+        return await future
+
+    async def close(self) -> None:
+        """Write what is queued, then stop the writer tasks."""
+        self._closing = True
+        self._wake.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _take_batch(self) -> list[AppendRequest]:
+        batch: list[AppendRequest] = []
+        while self._queue and len(batch) < MAX_BATCH:
+            request = self._queue.popleft()
+            if not request.future.done():  # the caller gave up (timeout): do not write it
+                batch.append(request)
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if not batch:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            retry = await self._write(batch)
+            if retry:
+                # Back at the front, in their order, for the next batch.
+                self._queue.extendleft(reversed(retry))
+                self._wake.set()
+
+    async def _write(self, batch: list[AppendRequest]) -> list[AppendRequest]:
+        """Run one batch; return the appends to run again."""
+        ordered = sorted(batch, key=lambda request: request.stream_id)
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute(
+                    "BEGIN ISOLATION LEVEL READ COMMITTED; "
+                    f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
+                )
+                try:
+                    rows = await conn.fetchmany(
+                        self._statement, [request.args for request in ordered]
+                    )
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    # Best effort: the pool resets a connection it gets back anyway.
+                    with contextlib.suppress(Exception):
+                        if not conn.is_closed() and conn.is_in_transaction():
+                            await conn.execute("ROLLBACK")
+                    raise
+        except asyncio.CancelledError:
+            for request in ordered:
+                request.future.cancel()
+            raise
+        except Exception as exc:  # one failure fails the batch: nothing of it committed
+            error = storage_error(exc, f"writing a batch of {len(ordered)} appends")
+            if error is not exc:
+                error.__cause__ = exc
+            _log.warning("evstore append batch failed: %s", error)
+            for request in ordered:
+                if not request.future.done():
+                    request.future.set_exception(error)
+            return []
+        self.batches += 1
+        retry: list[AppendRequest] = []
+        for request, row in zip(ordered, rows, strict=True):
+            if row[0] == STATUS_RETRY:
+                retry.append(request)
+                continue
+            self.appends += 1
+            if not request.future.done():
+                request.future.set_result(row)
+        return retry
