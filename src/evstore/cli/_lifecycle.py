@@ -26,7 +26,7 @@ def _perform(app: AppContext, action: _Action) -> None:
     click.echo(run(action(app.url, **app.options())))
 
 
-@click.command()
+@click.command(short_help="Create the database (and schema) if missing.")
 @store_options
 @pass_app
 def create(app: AppContext) -> None:
@@ -42,7 +42,7 @@ def init(app: AppContext) -> None:
     _perform(app, AsyncEventStore.init)
 
 
-@click.command()
+@click.command(short_help="Upgrade the tables to this version's schema.")
 @store_options
 @pass_app
 def migrate(app: AppContext) -> None:
@@ -83,7 +83,7 @@ def drop(app: AppContext, yes: bool) -> None:
     _perform(app, AsyncEventStore.drop)
 
 
-@click.command()
+@click.command(short_help="Empty the store, keep the tables (asks first).")
 @store_options
 @_yes_option
 @pass_app

@@ -102,7 +102,7 @@ def _events_from_stdin() -> list[EventData]:
     return events
 
 
-@click.command()
+@click.command(short_help="Append an event, or JSON lines from stdin.")
 @click.argument("stream")
 @click.argument("event_type", required=False)
 @click.argument("data", metavar="[DATA_JSON]", required=False, callback=_json)
@@ -284,7 +284,7 @@ def streams(
     writer.flush()
 
 
-@click.command()
+@click.command(short_help="Show a stream's version and dates ($all too).")
 @click.argument("stream", metavar="STREAM|$all")
 @format_option
 @store_options

@@ -71,7 +71,7 @@ def _output(path: str) -> Iterator[IO[bytes]]:
         raise
 
 
-@click.command()
+@click.command(short_help="Write every event of $all as JSON lines.")
 @click.option(
     "--output",
     "-o",
