@@ -10,6 +10,7 @@ so the demo works on a fresh store and on one it has already written to.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 from evstore import (
@@ -33,7 +34,8 @@ def _say(text: str) -> None:
 def _describe(event: RecordedEvent) -> str:
     return (
         f"  #{event.event_number:<4} {event.stream_id}@{event.stream_version:<4} "
-        f"{event.event_type:<15} {event.data}  ({event.created_at:%Y-%m-%d %H:%M:%S} UTC)"
+        f"{event.event_type:<15} {json.dumps(event.data)}  "
+        f"({event.created_at:%Y-%m-%d %H:%M:%S} UTC)"
     )
 
 
