@@ -92,6 +92,7 @@ async def test_sqlite_lifecycle_commands(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "dir" / "events.db"
     url = f"sqlite:///{path}"
     assert await AsyncEventStore.schema_version(url) is None
+    assert not path.parent.exists()  # asking created nothing
     assert "created" in await AsyncEventStore.create(url)
     assert path.exists()
     assert "already exists" in await AsyncEventStore.create(url)

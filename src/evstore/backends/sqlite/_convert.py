@@ -13,7 +13,7 @@ from uuid import UUID
 
 from evstore.backends.base import EventRow
 
-__all__ = ["event_row", "from_micros", "optional_uuid", "to_micros", "uuid_bytes"]
+__all__ = ["event_rows", "from_micros", "optional_uuid", "to_micros", "uuid_bytes"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -37,19 +37,33 @@ def optional_uuid(value: bytes | None) -> UUID | None:
     return None if value is None else UUID(bytes=value)
 
 
-def event_row(row: Sequence[Any]) -> EventRow:
-    """A stored row (the columns of the ``READ_*`` statements) as the contract's EventRow."""
-    return (
-        row[0],
-        UUID(bytes=row[1]),
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
-        None if row[9] is None else UUID(bytes=row[9]),
-        None if row[10] is None else UUID(bytes=row[10]),
-        _EPOCH + timedelta(microseconds=row[11]),
-    )
+def event_rows(rows: Sequence[Sequence[Any]]) -> list[EventRow]:
+    """Stored rows (the columns of the ``READ_*`` statements) as the contract's EventRows.
+
+    The hottest loop of every read. Events appended together share one ``created_at``, so
+    the last conversion is reused while the stored value repeats.
+    """
+    converted: list[EventRow] = []
+    last_micros: int | None = None
+    last_moment = _EPOCH
+    for row in rows:
+        micros = row[11]
+        if micros != last_micros:
+            last_micros, last_moment = micros, _EPOCH + timedelta(microseconds=micros)
+        converted.append(
+            (
+                row[0],
+                UUID(bytes=row[1]),
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                row[6],
+                row[7],
+                row[8],
+                None if row[9] is None else UUID(bytes=row[9]),
+                None if row[10] is None else UUID(bytes=row[10]),
+                last_moment,
+            )
+        )
+    return converted

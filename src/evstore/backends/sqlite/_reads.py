@@ -23,7 +23,7 @@ from evstore.backends.rules import (
     visible_range,
 )
 from evstore.backends.sqlite import _sql
-from evstore.backends.sqlite._convert import event_row, from_micros, to_micros
+from evstore.backends.sqlite._convert import event_rows, from_micros, to_micros
 from evstore.errors import SnapshotNotFoundError, StreamDeletedError, StreamNotFoundError
 
 __all__ = [
@@ -100,7 +100,7 @@ def read_stream(
         }
         query = _sql.READ_STREAM_FORWARD if forward else _sql.READ_STREAM_BACKWARD
         rows = conn.execute(query, params).fetchall()
-    return [event_row(row) for row in rows]
+    return event_rows(rows)
 
 
 def read_all(
@@ -112,7 +112,7 @@ def read_all(
     else:
         start = 2**63 - 1 if start_position < 0 else start_position
         rows = conn.execute(_sql.READ_ALL_BACKWARD, (start, count)).fetchall()
-    return [event_row(row) for row in rows]
+    return event_rows(rows)
 
 
 def _all_info(conn: sqlite3.Connection) -> StreamInfo:
