@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import evstore
 from evstore import AsyncEventStore, EventData
@@ -110,3 +113,26 @@ async def test_sqlite_writes_from_two_stores_on_one_file_serialise(sqlite_path: 
         )
         assert sum(isinstance(o, evstore.AppendResult) for o in outcomes) == 1
         assert sum(isinstance(o, evstore.WrongExpectedVersionError) for o in outcomes) == 19
+
+
+async def test_sqlite_driver_error_fails_only_its_own_append(sqlite_path: Path) -> None:
+    """A disk-full error (forced with max_page_count) is one request's StorageError."""
+    async with AsyncEventStore(f"sqlite:///{sqlite_path}") as store:
+        backend = _backend(store)
+        pages = await backend._write(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+        await backend._write(
+            lambda c: c.execute(f"PRAGMA max_page_count = {pages + 40}").fetchone()
+        )
+        calls = [
+            store.append_to_stream(f"small-{i}", evstore.NO_STREAM, [EventData("t", i)])
+            for i in range(20)
+        ]
+        big = store.append_to_stream("big", evstore.NO_STREAM, [EventData("t", b"x" * 1_000_000)])
+        calls.insert(10, big)
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        failed = outcomes.pop(10)
+        assert isinstance(failed, evstore.errors.StorageError)
+        assert isinstance(failed.__cause__, sqlite3.OperationalError)
+        assert [o.position for o in outcomes] == list(range(1, 21))  # type: ignore[union-attr]
+        with pytest.raises(evstore.StreamNotFoundError):
+            await store.stream_info("big")

@@ -118,7 +118,9 @@ class SQLiteBackend(StorageBackend):
         try:
             return await future
         finally:
-            if not thread.is_alive() or future.done():
+            # The thread has handed over its outcome and is exiting: join it. If the caller
+            # was cancelled, the work may still be running: never block the loop on it.
+            if future.done() and not future.cancelled():
                 thread.join()
 
     def _keep_alive(self) -> None:
