@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from evstore import AsyncEventStore
-from evstore.testing import ConformanceSuite, StoreFactory, open_store_factory
+# Before the suite is imported, so its asserts explain their failures like a test module's.
+pytest.register_assert_rewrite("evstore.testing")
+
+from evstore import AsyncEventStore  # noqa: E402
+from evstore.testing import ConformanceSuite, StoreFactory, open_store_factory  # noqa: E402
 
 
 def require_backend(module: str) -> None:

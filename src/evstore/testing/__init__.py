@@ -13,7 +13,12 @@ opened when the test ends. :func:`open_store_factory` builds one from a source o
 database URLs::
 
     import uuid
+    from collections.abc import AsyncIterator
+
     import pytest
+
+    pytest.register_assert_rewrite("evstore.testing")  # readable assertion failures
+
     from evstore import AsyncEventStore
     from evstore.testing import ConformanceSuite, StoreFactory, open_store_factory
 
@@ -22,12 +27,12 @@ database URLs::
         async def store_factory(self) -> AsyncIterator[StoreFactory]:
             async with open_store_factory(
                 lambda: f"mybackend://test-{uuid.uuid4().hex}",
-                cleanup=AsyncEventStore.drop,   # optional: awaited with each URL at the end
+                cleanup=AsyncEventStore.drop,  # optional: awaited with each URL at the end
             ) as factory:
                 yield factory
 
 (Under pytest-asyncio's strict mode, decorate the fixture with ``pytest_asyncio.fixture``.)
-Tests are named ``test_<topic>_<behaviour>``; select topics with ``-k``, and skip the
+Tests are named ``test_<topic>_<behaviour>``; select topics with ``-k``, and leave out the
 slow ones (8,001-event appends) with ``-m "not slow"``.
 """
 

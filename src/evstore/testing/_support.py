@@ -17,13 +17,19 @@ import pytest_asyncio
 from evstore import ANY_VERSION, AsyncEventStore, EventData, RecordedEvent, StreamInfo
 
 __all__ = [
+    "USER_METADATA",
     "StoreFactory",
     "StoreFingerprint",
     "SuiteBase",
+    "append_events",
+    "assert_usable",
     "collect",
     "fingerprint",
     "make_events",
+    "numbers",
     "open_store_factory",
+    "payloads",
+    "versions",
 ]
 
 USER_METADATA = {"user": "user@example.com"}
