@@ -13,7 +13,7 @@ from uuid import UUID
 
 from evstore.backends.base import EventRow
 
-__all__ = ["event_rows", "from_micros", "optional_uuid", "to_micros", "uuid_bytes"]
+__all__ = ["event_rows", "from_micros", "to_micros", "uuid_bytes"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -31,10 +31,6 @@ def from_micros(micros: int) -> datetime:
 
 def uuid_bytes(value: UUID | None) -> bytes | None:
     return None if value is None else value.bytes
-
-
-def optional_uuid(value: bytes | None) -> UUID | None:
-    return None if value is None else UUID(bytes=value)
 
 
 def event_rows(rows: Sequence[Sequence[Any]]) -> list[EventRow]:
