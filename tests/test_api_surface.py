@@ -133,7 +133,7 @@ def _documented_parameters(signature: str) -> list[tuple[str, inspect._Parameter
     defaults = [inspect.Parameter.empty] * (len(positional) - len(arguments.defaults)) + [
         _default(d) for d in arguments.defaults
     ]
-    found = [
+    found: list[tuple[str, inspect._ParameterKind, Any]] = [
         (a.arg, inspect.Parameter.POSITIONAL_OR_KEYWORD, d)
         for a, d in zip(positional, defaults, strict=True)
     ]

@@ -10,7 +10,6 @@ from datetime import datetime
 import pytest
 
 from evstore import (
-    ANY_VERSION,
     AsyncEventStore,
     RecordedEvent,
     StreamNotFoundError,
@@ -231,7 +230,6 @@ class ReadTests(SuiteBase):
         iterator = store.stream_forward("stream-1", batch_size=2)
         seen = [await anext(iterator), await anext(iterator)]
 
-        await store.append_to_stream("stream-1", ANY_VERSION, [])  # a checked no-op
         await append_events(store, "stream-1", 1, first=3)
         seen += [event async for event in iterator]
 
