@@ -316,9 +316,10 @@ class Sql:
                         SELECT st.version, st.deleted_at IS NOT NULL INTO o_version, o_deleted
                             FROM {s}.streams st WHERE st.stream_id = p_stream_id;
                         IF NOT {s}.evstore_expectation_holds(p_expected, o_version, o_deleted) THEN
-                            o_status := {STATUS_EXPECTATION};
+                            o_status := {STATUS_EXPECTATION};  -- o_version NULL: no stream
+                        ELSE
+                            o_version := coalesce(o_version, 0);
                         END IF;
-                        o_version := coalesce(o_version, 0);
                         RETURN;
                     END IF;
                     -- Lock the stream row and reserve the versions in one statement.
