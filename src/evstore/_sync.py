@@ -30,6 +30,7 @@ from evstore._types import (
     StreamInfo,
 )
 from evstore.backends.base import SortBy, SortDir
+from evstore.serialization import Serializer
 
 __all__ = ["EventStore"]
 
@@ -87,7 +88,13 @@ class EventStore:
 
     @property
     def url(self) -> str:
+        """The URL this store was opened on."""
         return self._async.url
+
+    @property
+    def serializer(self) -> Serializer:
+        """The store's serializer."""
+        return self._async.serializer
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._thread is None:
@@ -158,6 +165,11 @@ class EventStore:
     def reset(cls, url: str | None = None, **options: Any) -> str:
         """See :meth:`AsyncEventStore.reset`."""
         return _run_once(_Async.reset(url, **options))
+
+    @classmethod
+    def schema_version(cls, url: str | None = None, **options: Any) -> str | None:
+        """See :meth:`AsyncEventStore.schema_version`."""
+        return _run_once(_Async.schema_version(url, **options))
 
     # -- writing ---------------------------------------------------------------------
 
