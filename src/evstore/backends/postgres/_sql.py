@@ -26,9 +26,10 @@ The schema (version 1)
     ``position bigint`` primary key, ``seq bigint`` unique: the global ``$all`` log. Only the
     sequencer inserts here, never updates.
 ``sequencer_state``
-    One row: ``horizon xid8`` (every event row with a lower xid has a position),
-    ``last_position`` (highest position ever assigned; never lowered, so hard deletes leave
-    gaps) and ``initialised_at`` (the creation time reported for ``$all``).
+    One row: ``snapshot pg_snapshot`` (the snapshot of the last sequencer cycle: every
+    event row whose transaction it saw as finished has a position), ``last_position``
+    (highest position ever assigned; never lowered, so hard deletes leave gaps) and
+    ``initialised_at`` (the creation time reported for ``$all``).
 ``snapshots``, ``subscriptions`` (for the subscription layer), ``schema_migrations``.
 
 There are deliberately no foreign keys on the hot tables: each would add a trigger call
@@ -39,21 +40,38 @@ sequencer cycle) is harmless because every read joins ``events``.
 Global positions
 ----------------
 
-Appends take no global lock. A sequencer cycle (``evstore_sequence``), serialised across
-processes by a transaction-level advisory lock, numbers every committed event row that has
-no position yet, in ``seq`` order, after ``last_position``, in one ``INSERT ... SELECT``, and
-moves ``horizon`` to the xmin of that statement's snapshot; then it sends one NOTIFY.
+Appends take no global lock: they lock their stream row only. A sequencer cycle
+(``evstore_sequence``), serialised across processes by a transaction-level advisory lock,
+numbers committed event rows that have no position yet, in ``seq`` order after
+``last_position``, in one ``INSERT ... SELECT`` into ``all_positions``, records that
+statement's snapshot, and sends one NOTIFY. Because numbers are handed out by one atomic
+step at a time, positions are contiguous (rolled-back rows never get one) and never become
+visible out of order: a cycle commits all its positions at once, above every earlier one.
 
-Why the candidates are "visible rows with ``xid >= horizon`` and no position" rather than
-only the rows with ``xid`` below the snapshot's xmin: both are exactly the committed rows
-(a READ COMMITTED snapshot only shows committed rows), and both keep positions contiguous,
-gap-free after rollbacks and never visible out of order, because positions are handed out
-by one serialised, atomic step at a time. Taking every visible row has two advantages:
-a long transaction anywhere in the cluster (xmin is cluster-wide) does not hold back
-positions, and a stream's events always get positions in version order (a stream's rows
-are written under its row lock, so a later version has a higher ``seq`` and becomes visible
-no earlier). The horizon still bounds the scan: every row below it already has a position,
-since its transaction had ended before the cycle's snapshot was taken.
+Which rows a cycle numbers: those its statement's snapshot shows (so: committed) and that
+the previous cycle's snapshot did not show as finished — xid in that snapshot's in-progress
+list or at/above its xmax. Every row the previous snapshot saw as finished and committed was
+visible to it, so it already has a position. Both conditions are index lookups on
+``events (xid, seq)``, so a cycle costs in proportion to the new rows, not to the table or
+to how long some other transaction has been open. (An anti-join on ``all_positions`` is
+kept as a safety net; with so few candidates it is cheap.)
+
+This refines the design of the reference (§4.5: number rows with ``xid`` below the
+snapshot xmin, in ``(xid, seq)`` order) in two ways that matter:
+
+* A long transaction anywhere in the cluster (xmin is cluster-wide) does not hold positions
+  back: committed rows are numbered at the next cycle whatever else is still open.
+* A stream's events get positions in version order. Its rows are written under its row
+  lock, so a later version has a higher ``seq`` and is committed no earlier; a transaction
+  can have taken its xid long before (a group-commit batch, a caller's ``conn=``
+  transaction), so xid order would not give this.
+
+The xid-horizon version would keep positions correct too, but stall every appender behind
+the oldest writing transaction on the server and break per-stream order in ``$all``.
+
+After a logical restore (pg_dump), stored xids may be ahead of the new cluster's: reset
+``sequencer_state.snapshot`` to ``'1:1:'`` then; the next cycle re-reads the whole table once
+and numbers only the rows that have no position.
 """
 
 from __future__ import annotations
@@ -178,11 +196,11 @@ class Sql:
                 position bigint PRIMARY KEY,
                 seq bigint NOT NULL CONSTRAINT all_positions_seq_unique UNIQUE
             )""",
-            # horizon starts at 0, not at the current xmin: a transaction that began before
-            # this one could still insert events once the table is visible.
+            # The first snapshot sees nothing as finished, not the current one: a transaction
+            # that began before this one could still insert events once the table exists.
             f"""CREATE TABLE {s}.sequencer_state (
                 id boolean PRIMARY KEY DEFAULT true CHECK (id),
-                horizon xid8 NOT NULL DEFAULT '0',
+                snapshot pg_snapshot NOT NULL DEFAULT '1:1:',
                 last_position bigint NOT NULL DEFAULT 0,
                 initialised_at timestamptz NOT NULL DEFAULT now()
             )""",
@@ -253,7 +271,7 @@ class Sql:
         return [
             self.lock_sequencer(),
             f"TRUNCATE {truncated} RESTART IDENTITY",
-            # The horizon stays: a transaction that began earlier may still add events.
+            # The snapshot stays: a transaction that began earlier may still add events.
             f"UPDATE {s}.sequencer_state SET last_position = 0",
         ]
 
@@ -487,49 +505,51 @@ class Sql:
     def _sequence_function(self) -> str:
         """``evstore_sequence``: one sequencer cycle, then the positions of ``p_waiting``.
 
-        Returns the highest position ever assigned and, for each seq in ``p_waiting``, its
-        position, NULL when it has none yet, or -1 when the event no longer exists.
+        Returns the highest position ever assigned, for each seq in ``p_waiting`` its
+        position (NULL: none yet; -1: the event no longer exists), and how many rows this
+        call numbered.
         """
         s = self.s
+        # Rows still to number are those whose xid the previous cycle's snapshot did not see
+        # as finished: xid in its in-progress list, or at/above its xmax (see module doc).
+        # The NOT EXISTS costs one probe per candidate and makes numbering a row twice
+        # impossible even if the recorded snapshot is reset (after a restore, say).
+        pending = f"""(e.xid >= pg_snapshot_xmax(v_snapshot)
+                        OR e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(v_snapshot))))
+                    AND NOT EXISTS (SELECT 1 FROM {s}.all_positions p WHERE p.seq = e.seq)"""
         return f"""CREATE OR REPLACE FUNCTION {s}.evstore_sequence(p_waiting bigint[],
                 OUT o_last_position bigint, OUT o_positions bigint[], OUT o_assigned bigint)
             LANGUAGE plpgsql AS $fn$
             DECLARE
-                v_horizon xid8;
+                v_snapshot pg_snapshot;
                 v_last bigint;
-                v_new_horizon xid8;
+                v_new_snapshot pg_snapshot;
             BEGIN
                 o_assigned := 0;
                 -- Cheap check first, without the lock: is any committed row unnumbered?
-                SELECT st.horizon INTO v_horizon FROM {s}.sequencer_state st;
-                IF EXISTS (
-                    SELECT 1 FROM {s}.events e
-                    WHERE e.xid >= v_horizon AND NOT EXISTS (
-                        SELECT 1 FROM {s}.all_positions p WHERE p.seq = e.seq)
-                ) THEN
+                SELECT st.snapshot INTO v_snapshot FROM {s}.sequencer_state st;
+                IF EXISTS (SELECT 1 FROM {s}.events e WHERE {pending}) THEN
                     -- An advisory lock gives this transaction no xid, so the snapshot below
                     -- is not held back by the sequencer itself. Each statement after it
                     -- takes a fresh snapshot (READ COMMITTED), seeing earlier cycles.
                     PERFORM {self._sequencer_lock_call()};
-                    SELECT st.horizon, st.last_position INTO v_horizon, v_last
+                    SELECT st.snapshot, st.last_position INTO v_snapshot, v_last
                         FROM {s}.sequencer_state st;
-                    WITH snapshot AS MATERIALIZED (
-                        SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin
+                    -- pg_current_snapshot() is this statement's own snapshot: exactly the
+                    -- one deciding which rows the INSERT sees.
+                    WITH current AS MATERIALIZED (
+                        SELECT pg_current_snapshot() AS snapshot
                     ), numbered AS (
                         INSERT INTO {s}.all_positions (position, seq)
                         SELECT v_last + row_number() OVER (ORDER BY e.seq), e.seq
                         FROM {s}.events e
-                        WHERE e.xid >= v_horizon AND NOT EXISTS (
-                            SELECT 1 FROM {s}.all_positions p WHERE p.seq = e.seq)
+                        WHERE {pending}
                         RETURNING 1
                     )
-                    SELECT (SELECT xmin FROM snapshot), (SELECT count(*) FROM numbered)
-                        INTO v_new_horizon, o_assigned;
-                    IF o_assigned > 0 OR v_new_horizon > v_horizon THEN
-                        UPDATE {s}.sequencer_state
-                            SET horizon = greatest(horizon, v_new_horizon),
-                                last_position = last_position + o_assigned;
-                    END IF;
+                    SELECT (SELECT snapshot FROM current), (SELECT count(*) FROM numbered)
+                        INTO v_new_snapshot, o_assigned;
+                    UPDATE {s}.sequencer_state
+                        SET snapshot = v_new_snapshot, last_position = last_position + o_assigned;
                     IF o_assigned > 0 THEN
                         PERFORM pg_notify({quote_literal(self.channel)},
                                           (v_last + o_assigned)::text);
