@@ -1,0 +1,152 @@
+"""Global positions: assigned after commit, contiguous, never out of order, never stalled."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import pytest
+
+from evstore import ANY_VERSION, NO_STREAM, AsyncEventStore, EventData, RecordedEvent
+
+
+async def _read_all_until(
+    store: AsyncEventStore, count: int, *, within: float = 10.0
+) -> list[RecordedEvent]:
+    """$all once it holds ``count`` events (polled: positions come from a later cycle)."""
+    deadline = time.monotonic() + within
+    while True:
+        events = await store.read_all_streams_forward(0, 10_000)
+        if len(events) >= count or time.monotonic() > deadline:
+            return events
+        await asyncio.sleep(0.01)
+
+
+async def test_sequencer_open_unrelated_transaction_does_not_hold_positions_back(
+    postgres_url: str, raw_conn: asyncpg.Connection
+) -> None:
+    await raw_conn.execute("CREATE TABLE scratch (n int)")
+    async with AsyncEventStore(postgres_url) as store:
+        transaction = raw_conn.transaction()
+        await transaction.start()
+        await raw_conn.execute("INSERT INTO scratch VALUES (1)")
+        open_xid = await raw_conn.fetchval("SELECT pg_current_xact_id()")
+        async with store._backend._pool.acquire() as other:  # type: ignore[attr-defined]
+            xmin = await other.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())")
+        assert xmin <= open_xid  # the open transaction really holds the horizon back
+        result = await asyncio.wait_for(
+            store.append_to_stream("s", NO_STREAM, [EventData("E", 1)]), 5
+        )
+        assert result.position == 1
+        assert [e.position for e in await store.read_all_streams_forward()] == [1]
+        await transaction.rollback()
+
+
+async def test_sequencer_open_append_transaction_gets_later_positions_once_committed(
+    postgres_url: str, raw_conn: asyncpg.Connection
+) -> None:
+    async with AsyncEventStore(postgres_url) as store:
+        transaction = raw_conn.transaction()
+        await transaction.start()
+        # This transaction takes its xid first, so it is the oldest writer from here on.
+        late = await store.append_to_stream(
+            "late", NO_STREAM, [EventData("E", "late")], conn=raw_conn
+        )
+        assert late.position is None
+        early = [
+            await store.append_to_stream(f"early-{i}", NO_STREAM, [EventData("E", i)])
+            for i in range(5)
+        ]
+        assert [r.position for r in early] == [1, 2, 3, 4, 5]
+        # Stream order across the two transactions: "shared" v1 from a younger transaction,
+        # v2 from the old one once it can lock the row.
+        first = await store.append_to_stream("shared", NO_STREAM, [EventData("E", "v1")])
+        assert first.position == 6
+        await store.append_to_stream("shared", 1, [EventData("E", "v2")], conn=raw_conn)
+        passed = await store.read_all_streams_forward(0, 100)
+        assert [e.position for e in passed] == [1, 2, 3, 4, 5, 6]
+        await transaction.commit()
+
+        events = await _read_all_until(store, 8)
+        assert [e.position for e in events] == list(range(1, 9))
+        assert [e.stream_id for e in events[6:]] == ["late", "shared"]
+        shared = await store.read_stream_forward("shared")
+        assert [(e.stream_version, e.position) for e in shared] == [(1, 6), (2, 8)]
+
+
+async def test_sequencer_two_stores_in_one_process_number_contiguously(postgres_url: str) -> None:
+    async with AsyncEventStore(postgres_url) as one, AsyncEventStore(postgres_url) as two:
+
+        async def appender(store: AsyncEventStore, name: str) -> list[int | None]:
+            results = []
+            for i in range(30):
+                result = await store.append_to_stream(name, ANY_VERSION, [EventData("E", i)] * 1)
+                results.append(result.position)
+            return results
+
+        reported = await asyncio.gather(
+            *(
+                appender(store, f"{label}-{i}")
+                for i in range(5)
+                for label, store in (("a", one), ("b", two))
+            )
+        )
+        positions = sorted(p for results in reported for p in results if p is not None)
+        assert positions == list(range(1, 301))
+        assert [e.position for e in await two.read_all_streams_forward(0, 1000)] == positions
+
+
+async def test_sequencer_last_position_survives_hard_deletes(postgres_url: str) -> None:
+    async with AsyncEventStore(postgres_url, enable_hard_deletes=True) as store:
+        await store.append_to_stream("keep", NO_STREAM, [EventData("E", 1)])
+        await store.append_to_stream("gone", NO_STREAM, [EventData("E", 2), EventData("E", 3)])
+        await store.delete_stream("gone", ANY_VERSION, hard=True)
+        assert (await store.stream_info("$all")).stream_version == 3
+        result = await store.append_to_stream("after", NO_STREAM, [EventData("E", 4)])
+        assert result.position == 4
+        assert [e.position for e in await store.read_all_streams_forward()] == [1, 4]
+
+
+async def test_sequencer_conn_outside_a_transaction_returns_the_position(
+    postgres_url: str, raw_conn: asyncpg.Connection
+) -> None:
+    async with AsyncEventStore(postgres_url) as store:
+        result = await store.append_to_stream("s", NO_STREAM, [EventData("E", 1)], conn=raw_conn)
+        assert result.position == 1
+
+
+async def test_sequencer_notifies_each_cycle_with_the_last_position(
+    postgres_url: str, raw_conn: asyncpg.Connection
+) -> None:
+    received: asyncio.Queue[str] = asyncio.Queue()
+    await raw_conn.add_listener("public.evstore", lambda *args: received.put_nowait(args[3]))
+    async with AsyncEventStore(postgres_url) as store:
+        result = await store.append_to_stream(
+            "s", NO_STREAM, [EventData("E", 1), EventData("E", 2)]
+        )
+        payload = await asyncio.wait_for(received.get(), 5)
+        assert payload == str(result.position) == "2"
+
+
+@pytest.mark.parametrize("notifications", [True, False])
+async def test_sequencer_opens_no_listen_connection(
+    postgres_url: str, raw_conn: asyncpg.Connection, notifications: bool
+) -> None:
+    async with AsyncEventStore(postgres_url, notifications=notifications) as store:
+        await store.append_to_stream("s", NO_STREAM, [EventData("E", 1)])
+        listening = await raw_conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query ILIKE 'LISTEN%'"
+        )
+        assert listening == 0
+
+
+async def test_sequencer_runs_on_the_session_mode_connection(postgres_url: str) -> None:
+    async with AsyncEventStore(postgres_url, session_mode_url=postgres_url, pool_size=2) as store:
+        results = await asyncio.gather(
+            *(store.append_to_stream(f"s-{i}", NO_STREAM, [EventData("E", i)]) for i in range(10))
+        )
+        assert sorted(r.position for r in results) == list(range(1, 11))
+        session = store._backend._session_conn  # type: ignore[attr-defined]
+        assert session is not None and not session.is_closed()
