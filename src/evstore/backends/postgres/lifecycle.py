@@ -154,12 +154,12 @@ async def drop_schema(conn: Any, sql: Sql) -> str:
             )
             schema_dropped = schema_kept = False
             if sql.schema != "public" and schema_exists:
-                async with conn.transaction():  # a savepoint: a refusal keeps the drops above
-                    try:
+                try:
+                    async with conn.transaction():  # a savepoint: a refusal keeps the drops
                         await conn.execute(f"DROP SCHEMA {sql.s}")
-                        schema_dropped = True
-                    except asyncpg.DependentObjectsStillExistError:
-                        schema_kept = True
+                    schema_dropped = True
+                except asyncpg.DependentObjectsStillExistError:
+                    schema_kept = True
     tables = (
         f'The evstore tables of schema "{sql.schema}" have been dropped'
         if had_tables

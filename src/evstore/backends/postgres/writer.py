@@ -9,6 +9,10 @@ Each call runs in its own subtransaction inside the function, so an append that 
 expectation or repeats an event id rolls back alone and reports a status code; its
 neighbours commit. Only once the batch has committed are the callers told their outcome.
 
+A caller that gives up (its timeout) before its batch commits gets nothing written: a
+batch whose callers were cancelled while it ran is rolled back and the rest run again. Only
+a timeout striking during the COMMIT itself leaves the outcome unknown to the caller.
+
 Two safeguards keep one append from holding up a batch:
 
 * ``lock_timeout``: an append waiting for a stream row locked by a long transaction
@@ -134,6 +138,11 @@ class GroupCommitWriter:
                     rows = await conn.fetchmany(
                         self._statement, [request.args for request in ordered]
                     )
+                    if any(request.future.cancelled() for request in ordered):
+                        # A caller gave up (its timeout) while the batch ran: undo the
+                        # batch rather than write an append reported as failed.
+                        await conn.execute("ROLLBACK")
+                        return [r for r in ordered if not r.future.cancelled()]
                     await conn.execute("COMMIT")
                 except BaseException:
                     # Best effort: the pool resets a connection it gets back anyway.
