@@ -512,11 +512,13 @@ class Sql:
         s = self.s
         # Rows still to number are those whose xid the previous cycle's snapshot did not see
         # as finished: xid in its in-progress list, or at/above its xmax (see module doc).
-        # The NOT EXISTS costs one probe per candidate and makes numbering a row twice
-        # impossible even if the recorded snapshot is reset (after a restore, say).
+        # The last test makes numbering a row twice impossible even if the recorded snapshot
+        # is reset (after a restore, say). It is a correlated scalar subquery on purpose:
+        # one index probe per candidate. NOT EXISTS would be planned as a hash anti-join
+        # reading all of all_positions on every cycle.
         pending = f"""(e.xid >= pg_snapshot_xmax(v_snapshot)
                         OR e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(v_snapshot))))
-                    AND NOT EXISTS (SELECT 1 FROM {s}.all_positions p WHERE p.seq = e.seq)"""
+                    AND (SELECT p.position FROM {s}.all_positions p WHERE p.seq = e.seq) IS NULL"""
         return f"""CREATE OR REPLACE FUNCTION {s}.evstore_sequence(p_waiting bigint[],
                 OUT o_last_position bigint, OUT o_positions bigint[], OUT o_assigned bigint)
             LANGUAGE plpgsql AS $fn$
