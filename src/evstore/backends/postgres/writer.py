@@ -40,6 +40,7 @@ import asyncpg
 
 from evstore.backends.postgres._errors import storage_error
 from evstore.backends.postgres._sql import STATUS_RETRY
+from evstore.errors import StorageError
 
 __all__ = ["MAX_BATCH", "AppendRequest", "GroupCommitWriter"]
 
@@ -91,6 +92,8 @@ class GroupCommitWriter:
             StorageError, EventStoreTimeoutError: the batch failed; the append may or may
                 not have been committed if the failure hit the COMMIT itself.
         """
+        if self._closing and all(task.done() for task in self._tasks):
+            raise StorageError("the PostgreSQL store is closed")
         future: asyncio.Future[asyncpg.Record] = asyncio.get_running_loop().create_future()
         self._queue.append(AppendRequest(stream_id, args, future))
         self._wake.set()
