@@ -42,8 +42,8 @@ Global positions
 
 Appends take no global lock: they lock their stream row only. A sequencer cycle
 (``evstore_sequence``), serialised across processes by a transaction-level advisory lock,
-numbers committed event rows that have no position yet, in ``seq`` order after
-``last_position``, in one ``INSERT ... SELECT`` into ``all_positions``, records that
+numbers committed event rows that have no position yet after ``last_position``, in one
+``INSERT ... SELECT`` into ``all_positions``, records that
 statement's snapshot, and sends one NOTIFY. Because numbers are handed out by one atomic
 step at a time, positions are contiguous (rolled-back rows never get one) and never become
 visible out of order: a cycle commits all its positions at once, above every earlier one.
@@ -65,6 +65,13 @@ snapshot xmin, in ``(xid, seq)`` order) in two ways that matter:
   lock, so a later version has a higher ``seq`` and is committed no earlier; a transaction
   can have taken its xid long before (a group-commit batch, a caller's ``conn=``
   transaction), so xid order would not give this.
+
+Order within a cycle: rows are grouped in blocks of one transaction and one stream, blocks
+ordered by their first ``seq``, rows in a block by ``seq``. So an append's events get
+contiguous positions even when concurrent INSERTs interleave their ``seq`` values, and a
+stream's blocks stay in version order: a later block of a stream was inserted after the
+earlier one's transaction committed (the stream row lock), so all its ``seq`` values are
+higher.
 
 The xid-horizon version would keep positions correct too, but stall every appender behind
 the oldest writing transaction on the server and break per-stream order in ``$all``.
@@ -543,9 +550,16 @@ class Sql:
                         SELECT pg_current_snapshot() AS snapshot
                     ), numbered AS (
                         INSERT INTO {s}.all_positions (position, seq)
-                        SELECT v_last + row_number() OVER (ORDER BY e.seq), e.seq
-                        FROM {s}.events e
-                        WHERE {pending}
+                        SELECT v_last + row_number() OVER (ORDER BY c.block_start, c.seq), c.seq
+                        FROM (
+                            -- One block per (transaction, stream): an append's events stay
+                            -- contiguous even when concurrent inserts interleave their seqs.
+                            SELECT e.seq,
+                                   min(e.seq) OVER (PARTITION BY e.xid, e.stream_key)
+                                       AS block_start
+                            FROM {s}.events e
+                            WHERE {pending}
+                        ) c
                         RETURNING 1
                     )
                     SELECT (SELECT snapshot FROM current), (SELECT count(*) FROM numbered)
