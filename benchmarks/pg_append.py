@@ -1,6 +1,6 @@
 """Throughput of the PostgreSQL backend (a script, not a test).
 
-    PYTHONPATH=src python tests/postgres/bench_postgres.py postgresql://postgres@127.0.0.1/db
+    PYTHONPATH=src python benchmarks/pg_append.py postgresql://postgres@127.0.0.1/db
 
 Creates nothing but evstore's tables in the given (existing, preferably empty) database, in a
 schema of its own (``evstore_bench``) that it drops at the end. Measures:

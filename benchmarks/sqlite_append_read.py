@@ -1,6 +1,6 @@
 """Throughput of the SQLite backend (not a test; run by hand).
 
-    PYTHONPATH=src python tests/sqlite/bench_sqlite.py [--appenders 50] [--seconds 5]
+    PYTHONPATH=src python benchmarks/sqlite_append_read.py [--appenders 50] [--seconds 5]
 
 Measures single-event appends/s with N concurrent appenders in one process (each awaiting
 its append before the next, so the writer's group commit is what scales), then events/s
