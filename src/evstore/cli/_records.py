@@ -4,7 +4,9 @@ One format for both directions, so ``evstore read '$all' > f`` is as importable 
 A record holds every field of a :class:`~evstore.RecordedEvent`; ``created_at`` is ISO 8601
 with microseconds and a UTC offset. JSON cannot hold bytes, so a ``bytes`` payload is written
 as base64 with a marker beside it (``"data_encoding": "base64"``, likewise
-``"metadata_encoding"``); the marker is absent for ordinary JSON payloads.
+``"metadata_encoding"``); the marker is absent for ordinary JSON payloads. An event record
+has no ``"kind"`` field: the other records of an export file (links, deletions, versions,
+:mod:`._stream_records`) are told apart by theirs.
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ __all__ = [
     "BASE64",
     "ImportedEvent",
     "dumps",
+    "event_from_object",
     "event_record",
     "info_record",
+    "iso_time",
     "loads_object",
     "new_event_from",
     "parse_event_record",
+    "parse_time",
 ]
 
 BASE64 = "base64"
@@ -46,7 +51,8 @@ _OPTIONAL = (
 )
 
 
-def _iso(moment: datetime) -> str:
+def iso_time(moment: datetime) -> str:
+    """``moment`` as ISO 8601 in UTC with microseconds (the format of every record)."""
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
@@ -72,7 +78,7 @@ def event_record(event: RecordedEvent) -> dict[str, Any]:
     _payload(record, "metadata", event.metadata)
     record["correlation_id"] = None if event.correlation_id is None else str(event.correlation_id)
     record["causation_id"] = None if event.causation_id is None else str(event.causation_id)
-    record["created_at"] = _iso(event.created_at)
+    record["created_at"] = iso_time(event.created_at)
     return record
 
 
@@ -81,8 +87,8 @@ def info_record(info: StreamInfo) -> dict[str, Any]:
     return {
         "stream_id": info.stream_id,
         "stream_version": info.stream_version,
-        "created_at": _iso(info.created_at),
-        "deleted_at": None if info.deleted_at is None else _iso(info.deleted_at),
+        "created_at": iso_time(info.created_at),
+        "deleted_at": None if info.deleted_at is None else iso_time(info.deleted_at),
         "status": info.status,
     }
 
@@ -160,15 +166,20 @@ class ImportedEvent:
     event: EventData
 
 
-def _parse_time(value: object, where: str) -> datetime:
+def parse_time(value: object, where: str, name: str = "created_at") -> datetime:
+    """Parse the ISO 8601 time ``value`` of field ``name``; it must carry a UTC offset.
+
+    Raises:
+        ValueError: not a string, not ISO 8601, or naive; the message starts with ``where``.
+    """
     if not isinstance(value, str):
-        raise ValueError(f"{where}: created_at must be an ISO 8601 string")
+        raise ValueError(f"{where}: {name} must be an ISO 8601 string")
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{where}: created_at {value!r} is not ISO 8601") from None
+        raise ValueError(f"{where}: {name} {value!r} is not ISO 8601") from None
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{where}: created_at {value!r} has no UTC offset")
+        raise ValueError(f"{where}: {name} {value!r} has no UTC offset")
     return moment.astimezone(UTC)
 
 
@@ -178,7 +189,15 @@ def parse_event_record(line: bytes | str, where: str) -> ImportedEvent:
     Raises:
         ValueError: the line is not a complete, well-formed record.
     """
-    record = loads_object(line, where)
+    return event_from_object(loads_object(line, where), where)
+
+
+def event_from_object(record: dict[str, Any], where: str) -> ImportedEvent:
+    """Check the parsed JSON object of one exported event and build what import appends.
+
+    Raises:
+        ValueError: the object is not a complete, well-formed event record.
+    """
     missing = [key for key in _REQUIRED if key not in record]
     if missing:
         raise ValueError(f"{where}: missing field(s) {', '.join(missing)}")
@@ -196,6 +215,6 @@ def parse_event_record(line: bytes | str, where: str) -> ImportedEvent:
     return ImportedEvent(
         stream_id,
         version,
-        _parse_time(record["created_at"], where),
+        parse_time(record["created_at"], where),
         new_event_from(record, where),
     )

@@ -1,13 +1,13 @@
 """``export`` and ``import``: move a whole store through a file of JSON lines.
 
-``export`` writes every event of ``$all`` in position order (format: :mod:`._records`).
-``import`` replays such a file into an EMPTY store: each run of events of one stream that
-share a ``created_at`` (an original append, or a part of one) becomes one append, with the
-expected version set to the version before the run, and the original timestamp passed as
-``created_at=``. Ids, types, payloads, metadata, correlation/causation ids, timestamps and
-stream versions come out the same; ``$all`` positions too, unless the source had gaps (hard
-deletes). The file is checked in full before the first write, so a malformed file, or one
-whose streams skip versions, is refused without leaving half a store behind.
+``export`` writes every event of ``$all`` in position order, then what ``$all`` cannot tell:
+the streams' links, soft deletions, and versions where entries are unreadable (formats:
+:mod:`._records`, :mod:`._stream_records`; how: :mod:`._export`). ``import`` checks the whole
+file (:mod:`._import_plan`), then replays it into an EMPTY store (:mod:`._replay`). Ids,
+types, payloads, metadata, correlation/causation ids, timestamps, stream versions, event
+numbers (links included) and deletions come out the same; ``$all`` positions too, unless the
+source had gaps (hard deletes). A malformed file, or one whose streams cannot be reproduced,
+is refused before the first write, without leaving half a store behind.
 """
 
 from __future__ import annotations
@@ -18,22 +18,19 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 import click
 
-from evstore import AsyncEventStore, EventData
+from evstore import AsyncEventStore
 from evstore.cli._app import AppContext, CliError, pass_app, run, store_options
+from evstore.cli._export import export_store
+from evstore.cli._import_plan import ImportPlan, check_file
 from evstore.cli._output import JsonLines, progress_bar
-from evstore.cli._records import ImportedEvent, event_record, parse_event_record
+from evstore.cli._replay import Replay
 
 __all__ = ["COMMANDS"]
-
-_BATCH = 1000
-"""Events per read while exporting, and the most events one import append carries."""
 
 
 def _progress_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -71,7 +68,7 @@ def _output(path: str) -> Iterator[IO[bytes]]:
         raise
 
 
-@click.command(short_help="Write every event of $all as JSON lines.")
+@click.command(short_help="Back the store up as JSON lines (events, links, deletions).")
 @click.option(
     "--output",
     "-o",
@@ -83,64 +80,25 @@ def _output(path: str) -> Iterator[IO[bytes]]:
 @store_options
 @pass_app
 def export(app: AppContext, output: str, progress: bool | None) -> None:
-    """Write every event of $all as JSON lines (bytes payloads as base64)."""
+    """Write the store as JSON lines: every event of $all, then the streams' links and
+    soft deletions (bytes payloads as base64).
+
+    The links of soft-deleted streams cannot be read, so they are not exported (the summary
+    on stderr counts them); the file keeps their places, and `evstore import` fills them
+    with links nobody can read, so stream versions stay the same. Links to hard-deleted
+    events, or hidden by $tb/$maxCount/$maxAge, come back as empty slots.
+    """
     enabled = _wants_progress(progress)
 
-    async def body(stream: IO[bytes]) -> int:
+    async def body(stream: IO[bytes]) -> str:
         writer = JsonLines(stream)
-        exported = 0
         async with await app.readable_store() as store:
-            # Export up to the end as it is now: a well-defined cut even while others append.
-            last = (await store.stream_info("$all")).stream_version
-            with progress_bar("exporting", last, enabled=enabled) as update:
-                async for event in store.stream_all_forward(0, batch_size=_BATCH):
-                    if event.position > last:
-                        break
-                    writer.write(event_record(event))
-                    exported += 1
-                    if exported % _BATCH == 0:
-                        update(event.position)
-        return exported
+            counts = await export_store(store, writer, enabled)
+        return counts.summary(app.display_url)
 
     with _output(output) as stream:
-        exported = run(body(stream))
-    click.echo(f"Exported {exported} event(s) from {app.display_url}.", err=True)
-
-
-@dataclass
-class _Plan:
-    """What a checked import file holds."""
-
-    events: int = 0
-    versions: dict[str, int] = field(default_factory=dict)
-
-
-def _records(source: IO[bytes]) -> Iterator[ImportedEvent]:
-    source.seek(0)
-    for number, line in enumerate(source, start=1):
-        if line.strip():
-            yield parse_event_record(line, f"line {number}")
-
-
-def _check(source: IO[bytes]) -> _Plan:
-    """Read the whole file once: every record well-formed, every stream gap-free.
-
-    Raises:
-        ValueError: the first problem, naming its line.
-    """
-    plan = _Plan()
-    for number, record in enumerate(_records(source), start=1):
-        previous = plan.versions.get(record.stream_id, 0)
-        if record.stream_version != previous + 1:
-            raise ValueError(
-                f"event {number} ({record.event.event_id}): stream {record.stream_id!r} "
-                f"goes from version {previous} to {record.stream_version}; events in between "
-                "are missing from the file (links and hard-deleted events are not exported), "
-                "so the stream versions cannot be reproduced"
-            )
-        plan.versions[record.stream_id] = record.stream_version
-        plan.events += 1
-    return plan
+        summary = run(body(stream))
+    click.echo(summary, err=True)
 
 
 @contextmanager
@@ -170,34 +128,13 @@ async def _refuse_non_empty(store: AsyncEventStore, app: AppContext) -> None:
         )
 
 
-async def _replay(store: AsyncEventStore, source: IO[bytes], total: int, enabled: bool) -> int:
-    batch: list[EventData] = []
-    key: tuple[str, datetime] | None = None
-    first_version = 0
-    imported = 0
-    with progress_bar("importing", total, enabled=enabled) as update:
-
-        async def flush() -> None:
-            nonlocal imported
-            if key is None or not batch:
-                return
-            stream_id, created_at = key
-            # The expected version pins each event to its original stream version: a
-            # concurrent writer on the same stream makes the import fail, never drift.
-            await store.append_to_stream(stream_id, first_version - 1, batch, created_at=created_at)
-            imported += len(batch)
-            update(imported)
-            batch.clear()
-
-        for record in _records(source):
-            record_key = (record.stream_id, record.created_at)
-            if record_key != key or len(batch) >= _BATCH:
-                await flush()
-                key = record_key
-                first_version = record.stream_version
-            batch.append(record.event)
-        await flush()
-    return imported
+async def _replay(app: AppContext, source: IO[bytes], plan: ImportPlan, enabled: bool) -> None:
+    # Empty slots are made by hard-deleting scratch events: only then are hard deletes on.
+    options = app.options(enable_hard_deletes=True) if plan.count("slots") else app.options()
+    async with AsyncEventStore(app.url, **options) as store:
+        await _refuse_non_empty(store, app)
+        with progress_bar("importing", plan.operations, enabled=enabled) as update:
+            await Replay(store, plan, update).run(source)
 
 
 @click.command(name="import")
@@ -206,19 +143,21 @@ async def _replay(store: AsyncEventStore, source: IO[bytes], total: int, enabled
 @store_options
 @pass_app
 def import_(app: AppContext, file: str, progress: bool | None) -> None:
-    """Replay an export (FILE, or - for stdin) into an EMPTY store."""
+    """Replay an export (FILE, or - for stdin) into an EMPTY store.
+
+    Events, links and soft deletions come back with the same stream versions and event
+    numbers. The whole file is checked before the first write. Deletion times, and the
+    creation time of a stream that begins with a link, are the import's. Unreadable entries
+    (see export) become links to scratch events the import hard-deletes at once, one $all
+    position each, so positions after them shift.
+    """
     enabled = _wants_progress(progress)
     with _input(file) as source:
-        plan = _check(source)
-
-        async def body() -> int:
-            async with app.store() as store:
-                await _refuse_non_empty(store, app)
-                return await _replay(store, source, plan.events, enabled)
-
-        imported = run(body())
+        plan = check_file(source)
+        run(_replay(app, source, plan, enabled))
     click.echo(
-        f"Imported {imported} event(s) in {len(plan.versions)} stream(s) into {app.display_url}."
+        f"Imported {plan.events} event(s) and {plan.links} link(s) in {len(plan.streams)} "
+        f"stream(s), {plan.deleted} of them deleted, into {app.display_url}."
     )
 
 
