@@ -31,6 +31,8 @@ from evstore._types import (
     coerce_uuid,
 )
 from evstore._validation import (
+    MAX_INT,
+    MAX_STREAM_ID_LENGTH,
     check_choice,
     check_expected_version_arg,
     check_int,
@@ -181,8 +183,8 @@ class AsyncEventStore:
         finally:
             await backend.close()
 
-    async def _run(self, operation: Awaitable[T]) -> T:
-        timeout = self._config.timeout
+    async def _run(self, operation: Awaitable[T], *, timed: bool = True) -> T:
+        timeout = self._config.timeout if timed else None
         context: AbstractAsyncContextManager[Any] = (
             asyncio.timeout(timeout) if timeout is not None else nullcontext()
         )
@@ -314,7 +316,8 @@ class AsyncEventStore:
         else:
             created_at = created_at.astimezone(UTC)
         return await self._run(
-            self._backend.append(stream_id, expected, new_events, created_at, conn=conn)
+            self._backend.append(stream_id, expected, new_events, created_at, conn=conn),
+            timed=not self._backend.times_appends,
         )
 
     async def link_to_stream(
@@ -524,9 +527,11 @@ class AsyncEventStore:
             sort_dir: ``asc`` or ``desc``.
         """
         page_size = check_int(page_size, "page_size", minimum=1)
-        page_number = check_int(page_number, "page_number", minimum=1)
+        page_number = check_int(page_number, "page_number", minimum=1, maximum=MAX_INT // page_size)
         if search is not None and not isinstance(search, str):
             raise InvalidArgumentTypeError("search must be a str or None", argument="search")
+        if search:
+            check_text(search, "search", max_length=MAX_STREAM_ID_LENGTH)
         check_choice(sort_by, "sort_by", SORT_BY)
         check_choice(sort_dir, "sort_dir", SORT_DIR)
         return await self._run(
@@ -578,10 +583,10 @@ class AsyncEventStore:
         for key in ("$maxAge", "$maxCount", "$tb"):
             value = metadata.get(key)
             if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 0
+                isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT
             ):
                 raise InvalidArgumentError(
-                    f"metadata[{key!r}] must be a non-negative int, got {value!r}",
+                    f"metadata[{key!r}] must be an int from 0 to {MAX_INT}, got {value!r}",
                     argument="metadata",
                 )
         expected = check_expected_version_arg(expected_version)
@@ -603,7 +608,8 @@ class AsyncEventStore:
         return await self._run(
             self._backend.append(
                 metadata_stream_of(stream_id), expected, [event], datetime.now(UTC)
-            )
+            ),
+            timed=not self._backend.times_appends,
         )
 
     # -- snapshots -------------------------------------------------------------------

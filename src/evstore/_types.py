@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID
 
+from evstore._checks import check_text
 from evstore.errors import InvalidArgumentError, InvalidArgumentTypeError
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+MAX_EVENT_TYPE_LENGTH = 1024
 
 ALL_STREAM = "$all"
 StreamStatus = Literal["created", "deleted"]
@@ -92,7 +95,8 @@ class EventData:
 
     Raises:
         InvalidArgumentTypeError: ``event_type`` is not a string, or an id has a wrong type.
-        InvalidArgumentError: ``event_type`` is empty, or an id is a malformed UUID.
+        InvalidArgumentError: ``event_type`` is empty, longer than 1,024 characters or holds
+            NUL or lone surrogates, or an id is a malformed UUID.
     """
 
     event_type: str
@@ -112,13 +116,7 @@ class EventData:
         correlation_id: UUID | str | None = None,
         causation_id: UUID | str | None = None,
     ) -> None:
-        if not isinstance(event_type, str):
-            raise InvalidArgumentTypeError(
-                f"event_type must be a str, got {type(event_type).__name__}",
-                argument="event_type",
-            )
-        if not event_type:
-            raise InvalidArgumentError("event_type must not be empty", argument="event_type")
+        check_text(event_type, "event_type", max_length=MAX_EVENT_TYPE_LENGTH)
         object.__setattr__(self, "event_type", event_type)
         object.__setattr__(self, "data", data)
         object.__setattr__(self, "metadata", metadata)
@@ -171,8 +169,10 @@ class AppendResult:
     Attributes:
         stream_version: the stream's version after the write.
         position: the global position of the last event written; ``None`` when nothing was
-            written (an empty append) or when the write ran inside a caller's transaction
-            (``conn=``), whose positions are only assigned after it commits.
+            written (an empty append), when the write ran inside a caller's transaction
+            (``conn=``), whose positions are only assigned after it commits, or when the
+            events committed but their position was not assigned within the store's
+            ``timeout`` (PostgreSQL; the events are stored and get one shortly).
     """
 
     stream_version: int

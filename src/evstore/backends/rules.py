@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -132,12 +132,9 @@ class VisibleRange:
     min_created_at: datetime | None = None
     """Events created before this are hidden (``$maxAge``)."""
 
-    @property
-    def unrestricted(self) -> bool:
-        return self.min_version <= 1 and self.min_created_at is None
-
 
 UNRESTRICTED = VisibleRange()
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 
 
 def _non_negative_int(value: Any) -> int | None:
@@ -170,7 +167,12 @@ def visible_range(metadata: bytes | str | None, stream_version: int, now: dateti
         min_version = max(min_version, stream_version - max_count + 1)
     min_created_at = None
     max_age = doc.get("$maxAge")
-    if isinstance(max_age, (int, float)) and not isinstance(max_age, bool) and max_age >= 0:
+    # An age reaching back before year 1 hides nothing (and would overflow datetime).
+    if (
+        isinstance(max_age, (int, float))
+        and not isinstance(max_age, bool)
+        and 0 <= max_age < (now - _EARLIEST).total_seconds()
+    ):
         min_created_at = now - timedelta(seconds=max_age)
     return VisibleRange(min_version, min_created_at)
 
