@@ -91,6 +91,9 @@ class StorageBackend(abc.ABC):
     enable_hard_deletes: bool = False
     supports_binary: bool = True
     """False when payloads must be JSON (PostgreSQL with ``column_data_type="jsonb"``)."""
+    times_appends: bool = False
+    """True when ``append`` applies the store's timeout itself. The façade then does not
+    cancel it from outside, so a timeout can never strike after the events committed."""
 
     # -- lifecycle -------------------------------------------------------------------
 

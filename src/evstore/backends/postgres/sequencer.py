@@ -24,6 +24,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from evstore.backends.postgres._errors import storage_error
+from evstore.errors import StorageError
 
 __all__ = ["SequencerLoop"]
 
@@ -67,6 +68,8 @@ class SequencerLoop:
         Raises:
             StorageError: cycles kept failing.
         """
+        if self._task.done():
+            raise StorageError("the PostgreSQL store is closed: no position can be assigned")
         future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(seq, []).append(future)
         self._wake.set()

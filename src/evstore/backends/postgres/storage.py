@@ -20,6 +20,8 @@ the function returns, so the errors and their messages are exactly the other bac
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -56,6 +58,8 @@ from evstore.errors import (
     ConfigurationError,
     DuplicateEventError,
     EventNotFoundError,
+    EventStoreTimeoutError,
+    InvalidArgumentError,
     SnapshotNotFoundError,
     StorageError,
     StreamDeletedError,
@@ -63,6 +67,8 @@ from evstore.errors import (
 )
 
 __all__ = ["PostgresBackend"]
+
+_log = logging.getLogger(__name__)
 
 _MAX_BIGINT = 2**63 - 1
 _DIRECT_RETRIES = 20
@@ -146,6 +152,7 @@ class PostgresBackend(StorageBackend):
         self._sql = Sql(schema, column_data_type)
         self.enable_hard_deletes = enable_hard_deletes
         self.supports_binary = column_data_type == "bytea"
+        self.times_appends = True
         self._pool_size = pool_size
         self._timeout = timeout
         self._poll_interval = poll_interval
@@ -310,8 +317,11 @@ class PostgresBackend(StorageBackend):
         data: list[Any] = [event.data for event in events]
         metadata: list[Any] = [event.metadata for event in events]
         if not self.supports_binary:  # jsonb columns take JSON text
-            data = [value.decode() for value in data]
-            metadata = [None if value is None else value.decode() for value in metadata]
+            data = [_jsonb_text(v, f"events[{i}].data") for i, v in enumerate(data)]
+            metadata = [
+                None if v is None else _jsonb_text(v, f"events[{i}].metadata")
+                for i, v in enumerate(metadata)
+            ]
         return (
             stream_id,
             _expected_code(expected),
@@ -341,15 +351,41 @@ class PostgresBackend(StorageBackend):
             if last_seq is None or conn.is_in_transaction() or self._sequencer is None:
                 # Positions are assigned after the caller commits, by a later cycle.
                 return AppendResult(version, None)
-            return AppendResult(version, await self._sequencer.position_of(last_seq))
+            return AppendResult(version, await self._position_after_commit(last_seq))
         writer, sequencer = self._writer, self._sequencer
         if writer is None or sequencer is None:
             raise StorageError("the PostgreSQL store is not open")
-        row = await writer.submit(stream_id, args)
+        try:
+            async with asyncio.timeout(self._timeout):
+                row = await writer.submit(stream_id, args)
+        except TimeoutError as exc:
+            raise EventStoreTimeoutError(
+                f"the append to stream {stream_id!r} was not confirmed within "
+                f"{self._timeout} s; it was not written (unless the time ran out during "
+                "its COMMIT)"
+            ) from exc
         version, last_seq = self._appended(stream_id, expected_version, row)
         if last_seq is None:
             return AppendResult(version, None)
-        return AppendResult(version, await sequencer.position_of(last_seq))
+        return AppendResult(version, await self._position_after_commit(last_seq))
+
+    async def _position_after_commit(self, last_seq: int) -> int | None:
+        """The position of a committed event, or ``None`` if it takes over ``timeout``.
+
+        The events are stored by now: a timeout must not turn that success into an error
+        the caller would retry (and then fail with a wrong expected version).
+        """
+        assert self._sequencer is not None
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._sequencer.position_of(last_seq)
+        except TimeoutError:
+            _log.warning(
+                "evstore: an append committed but got no global position within %s s; "
+                "is another process holding the sequencer lock?",
+                self._timeout,
+            )
+            return None
 
     async def _direct(
         self, conn: Any, statement: str, args: Sequence[Any], doing: str
@@ -545,8 +581,8 @@ class PostgresBackend(StorageBackend):
         data: Any = snapshot.data
         metadata: Any = snapshot.metadata
         if not self.supports_binary:
-            data = data.decode()
-            metadata = None if metadata is None else metadata.decode()
+            data = _jsonb_text(data, "snapshot.data")
+            metadata = None if metadata is None else _jsonb_text(metadata, "snapshot.metadata")
         with translated("recording a snapshot"):
             async with self._connection() as c:
                 await c.execute(
@@ -563,3 +599,21 @@ class PostgresBackend(StorageBackend):
         with translated("deleting a snapshot"):
             async with self._connection() as c:
                 await c.execute(self._sql.delete_snapshot, source_id)
+
+
+# A JSON escape of NUL (\u0000) not itself escaped: jsonb cannot store that character.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _jsonb_text(value: bytes, argument: str) -> str:
+    """JSON bytes as text for a jsonb column, refusing what jsonb cannot hold.
+
+    Checked here rather than left to the server: a value the server refuses while reading
+    the parameters would abort the whole group-commit batch, not just this append.
+    """
+    if _JSON_NUL.search(value):
+        raise InvalidArgumentError(
+            f"{argument} holds a NUL character (\\u0000), which jsonb columns cannot store",
+            argument=argument,
+        )
+    return value.decode()

@@ -11,13 +11,18 @@ neighbours commit. Only once the batch has committed are the callers told their 
 
 A caller that gives up (its timeout) before its batch commits gets nothing written: a
 batch whose callers were cancelled while it ran is rolled back and the rest run again. Only
-a timeout striking during the COMMIT itself leaves the outcome unknown to the caller.
+a timeout striking during the COMMIT round trip itself leaves the outcome unknown to the
+caller. (Waiting for the global position afterwards is not covered by this: see the
+backend's ``append``.)
 
 Two safeguards keep one append from holding up a batch:
 
 * ``lock_timeout``: an append waiting for a stream row locked by a long transaction
   elsewhere (for example a caller's ``conn=`` transaction) gives up quickly with
-  ``STATUS_RETRY`` and is queued again for the next batch, while the rest commits.
+  ``STATUS_RETRY`` while the rest commits; it then waits in a slow lane of its own, so
+  later batches do not wait for that lock again.
+* A batch that fails before its COMMIT runs again append by append, so a value the server
+  refuses fails only its own append.
 * Lock order: a batch calls appends sorted by stream id (stable, so one stream's appends
   keep their order), so two batches never wait on each other's stream rows in a cycle.
 
@@ -48,7 +53,14 @@ MAX_BATCH = 60
 """Appends per transaction; below the 64 cached subtransaction ids (see module docstring)."""
 
 LOCK_TIMEOUT = "100ms"
-"""How long an append in a batch may wait for a row lock before it is retried later."""
+"""How long an append in a batch may wait for a row lock before it moves to the slow lane."""
+
+SLOW_LANE_LOCK_TIMEOUT = "1s"
+"""How long the slow lane waits for a row lock per attempt (it retries until the caller
+gives up)."""
+
+_CLOSE_GRACE = 5.0
+"""Seconds ``close`` waits for appends blocked on someone else's row lock."""
 
 _log = logging.getLogger(__name__)
 
@@ -79,6 +91,8 @@ class GroupCommitWriter:
         self._tasks = [
             asyncio.create_task(self._run(), name=f"evstore-writer-{i}") for i in range(writers)
         ]
+        self._blocked: deque[AppendRequest] = deque()
+        self._slow_lane: asyncio.Task[None] | None = None
         self._closing = False
         self.batches = 0
         """Transactions committed (for tests and metrics)."""
@@ -104,6 +118,19 @@ class GroupCommitWriter:
         self._closing = True
         self._wake.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        lane = self._slow_lane
+        if lane is not None and not lane.done():
+            # Appends waiting on a lock someone else holds: give them a little time.
+            done, _ = await asyncio.wait([lane], timeout=_CLOSE_GRACE)
+            if not done:
+                lane.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lane
+        closed = StorageError("the PostgreSQL store was closed before this append was written")
+        while self._blocked:
+            request = self._blocked.popleft()
+            if not request.future.done():
+                request.future.set_exception(closed)
 
     def _take_batch(self) -> list[AppendRequest]:
         batch: list[AppendRequest] = []
@@ -122,20 +149,45 @@ class GroupCommitWriter:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            retry = await self._write(batch)
-            if retry:
-                # Back at the front, in their order, for the next batch.
-                self._queue.extendleft(reversed(retry))
-                self._wake.set()
+            blocked = await self._write(batch)
+            if blocked:
+                self._blocked.extend(blocked)
+                if self._slow_lane is None or self._slow_lane.done():
+                    self._slow_lane = asyncio.create_task(
+                        self._run_slow_lane(), name="evstore-writer-slow-lane"
+                    )
 
-    async def _write(self, batch: list[AppendRequest]) -> list[AppendRequest]:
-        """Run one batch; return the appends to run again."""
+    async def _run_slow_lane(self) -> None:
+        """Write appends that met a locked stream row, one at a time, off the batches.
+
+        Such an append waits for someone else's transaction (a caller's ``conn=`` one, say)
+        to end. Retrying it inside shared batches would make every batch wait for the lock;
+        here it waits alone, with a longer lock timeout, until it is written or its caller
+        gives up.
+        """
+        while self._blocked:
+            request = self._blocked.popleft()
+            while not request.future.done():
+                if not await self._write([request], lock_timeout=SLOW_LANE_LOCK_TIMEOUT):
+                    break
+
+    async def _write(
+        self, batch: list[AppendRequest], *, lock_timeout: str = LOCK_TIMEOUT
+    ) -> list[AppendRequest]:
+        """Run one batch; return the appends that met a locked row and must run again.
+
+        If the batch fails before its COMMIT (a value the server refuses while reading the
+        parameters, say), nothing of it was written and each append runs again on its own,
+        so the failure reaches only the append that caused it. A failure during COMMIT
+        leaves the outcome unknown and is reported to every append of the batch.
+        """
         ordered = sorted(batch, key=lambda request: request.stream_id)
+        committing = False
         try:
             async with self._pool.acquire() as conn:
                 await conn.execute(
                     "BEGIN ISOLATION LEVEL READ COMMITTED; "
-                    f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
+                    f"SET LOCAL lock_timeout = '{lock_timeout}'"
                 )
                 try:
                     rows = await conn.fetchmany(
@@ -145,7 +197,10 @@ class GroupCommitWriter:
                         # A caller gave up (its timeout) while the batch ran: undo the
                         # batch rather than write an append reported as failed.
                         await conn.execute("ROLLBACK")
-                        return [r for r in ordered if not r.future.cancelled()]
+                        return await self._write_each(
+                            [r for r in ordered if not r.future.cancelled()], lock_timeout
+                        )
+                    committing = True
                     await conn.execute("COMMIT")
                 except BaseException:
                     # Best effort: the pool resets a connection it gets back anyway.
@@ -154,11 +209,18 @@ class GroupCommitWriter:
                             await conn.execute("ROLLBACK")
                     raise
         except asyncio.CancelledError:
+            # The writer itself is being stopped: the callers' own tasks were not cancelled,
+            # so they get an error, not a CancelledError they did not ask for.
+            stopped = StorageError("the PostgreSQL store stopped while this append was written")
             for request in ordered:
-                request.future.cancel()
+                if not request.future.done():
+                    request.future.set_exception(stopped)
             raise
-        except Exception as exc:  # one failure fails the batch: nothing of it committed
-            error = storage_error(exc, f"writing a batch of {len(ordered)} appends")
+        except Exception as exc:
+            if not committing and len(ordered) > 1:
+                return await self._write_each(ordered, lock_timeout)
+            doing = "committing" if committing else "writing"
+            error = storage_error(exc, f"{doing} a batch of {len(ordered)} appends")
             if error is not exc:
                 error.__cause__ = exc
             _log.warning("evstore append batch failed: %s", error)
@@ -167,12 +229,21 @@ class GroupCommitWriter:
                     request.future.set_exception(error)
             return []
         self.batches += 1
-        retry: list[AppendRequest] = []
+        blocked: list[AppendRequest] = []
         for request, row in zip(ordered, rows, strict=True):
             if row[0] == STATUS_RETRY:
-                retry.append(request)
+                blocked.append(request)
                 continue
             self.appends += 1
             if not request.future.done():
                 request.future.set_result(row)
-        return retry
+        return blocked
+
+    async def _write_each(
+        self, requests: list[AppendRequest], lock_timeout: str
+    ) -> list[AppendRequest]:
+        """Run each append in a transaction of its own."""
+        blocked: list[AppendRequest] = []
+        for request in requests:
+            blocked += await self._write([request], lock_timeout=lock_timeout)
+        return blocked
