@@ -644,23 +644,42 @@ class Sql:
 
     def read_stream(self, *, forward: bool) -> str:
         """Params: $1 stream_key, $2 lowest number, $3 highest number, $4 count,
-        $5 oldest created_at or NULL. Only sequenced events are returned."""
+        $5 oldest created_at or NULL. Only sequenced events are returned.
+
+        Each arm (own events, links) is ordered and limited on its own, so both are index
+        scans that stop after ``count`` rows; the outer query merges at most twice count rows.
+        Only the bound the scan starts from is an index condition; the far bound is written
+        ``number + 0`` so it stays a filter: asyncpg's prepared statements end up on generic
+        plans, and a two-sided range of unknown parameters is estimated at a handful of
+        rows, which makes the planner fetch and sort the whole stream before the LIMIT.
+        """
         s = self.s
-        order = "ASC" if forward else "DESC"
+        if forward:
+            order, near, far = "ASC", ">= $2", "<= $3"
+        else:
+            order, near, far = "DESC", "<= $3", ">= $2"
         return f"""SELECT entry.n, e.event_id, origin.stream_id, e.stream_version, p.position,
                 e.event_type, e.data, e.metadata, e.flags, e.correlation_id, e.causation_id,
                 e.created_at
             FROM (
-                SELECT own.stream_version AS n, own.seq FROM {s}.events own
-                    WHERE own.stream_key = $1 AND own.stream_version BETWEEN $2 AND $3
+                (SELECT own.stream_version AS n, own.seq FROM {s}.events own
+                    WHERE own.stream_key = $1 AND own.stream_version {near}
+                      AND own.stream_version + 0 {far}
+                      AND ($5::timestamptz IS NULL OR own.created_at >= $5::timestamptz)
+                      AND EXISTS (SELECT FROM {s}.all_positions ap WHERE ap.seq = own.seq)
+                    ORDER BY own.stream_version {order} LIMIT $4)
                 UNION ALL
-                SELECT l.stream_version, l.seq FROM {s}.links l
-                    WHERE l.stream_key = $1 AND l.stream_version BETWEEN $2 AND $3
+                (SELECT l.stream_version, l.seq FROM {s}.links l
+                    JOIN {s}.events linked ON linked.seq = l.seq
+                    WHERE l.stream_key = $1 AND l.stream_version {near}
+                      AND l.stream_version + 0 {far}
+                      AND ($5::timestamptz IS NULL OR linked.created_at >= $5::timestamptz)
+                      AND EXISTS (SELECT FROM {s}.all_positions ap WHERE ap.seq = l.seq)
+                    ORDER BY l.stream_version {order} LIMIT $4)
             ) entry
             JOIN {s}.events e ON e.seq = entry.seq
             JOIN {s}.all_positions p ON p.seq = e.seq
             JOIN {s}.streams origin ON origin.stream_key = e.stream_key
-            WHERE $5::timestamptz IS NULL OR e.created_at >= $5::timestamptz
             ORDER BY entry.n {order}
             LIMIT $4"""
 
