@@ -7,8 +7,10 @@ and comparing every result and error; reads by asking both APIs about one databa
 from __future__ import annotations
 
 import importlib.util
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -261,6 +263,31 @@ def test_sync_close_is_idempotent(databases: Databases) -> None:
     with EventStore(url) as again:
         assert [e.event_number for e in again.read_stream_forward("s")] == [1]
     again.close()
+
+
+def test_sync_closed_store_refuses_calls_and_leaves_no_threads(databases: Databases) -> None:
+    before = set(threading.enumerate())
+    with EventStore(databases.new()) as store:
+        store.append_to_stream("s", 0, _events(1, 1))
+
+    with pytest.raises(RuntimeError, match="closed"):
+        store.read_stream_forward("s")
+    with pytest.raises(RuntimeError, match="closed"):
+        store.open()
+    assert set(threading.enumerate()) - before == set()
+
+
+def test_sync_first_calls_from_many_threads_open_one_loop(databases: Databases) -> None:
+    with EventStore(databases.new()) as setup:
+        setup.append_to_stream("s", 0, _events(1, 1))
+    before = set(threading.enumerate())
+    store = EventStore(setup.url)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: store.read_stream_forward("s"), range(8)))
+    loops = [t for t in set(threading.enumerate()) - before if t.name == "evstore-sync"]
+    store.close()
+    assert all(len(events) == 1 for events in results)
+    assert len(loops) == 1
 
 
 def test_sync_lifecycle_classmethods(databases: Databases) -> None:

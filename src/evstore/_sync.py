@@ -85,6 +85,9 @@ class EventStore:
     def __init__(self, url: str | None = None, **options: Any) -> None:
         self._async = _Async(url, **options)
         self._thread: _LoopThread | None = None
+        self._closed = False
+        # Two threads making their first call at once must not start two loops.
+        self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -97,31 +100,45 @@ class EventStore:
         return self._async.serializer
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._thread is None:
-            self.open()
-        assert self._thread is not None
-        return self._thread.run(coro)
+        thread = self._thread
+        if thread is None:
+            try:
+                thread = self.open()._thread
+            except BaseException:
+                coro.close()
+                raise
+        assert thread is not None
+        return thread.run(coro)
 
     def open(self) -> Self:
-        """Connect (see :meth:`AsyncEventStore.open`). Idempotent."""
-        if self._thread is None:
-            self._thread = _LoopThread()
-            try:
-                self._thread.run(self._async.open())
-            except BaseException:
-                self._thread.stop()
-                self._thread = None
-                raise
+        """Connect (see :meth:`AsyncEventStore.open`). Idempotent until closed.
+
+        Raises:
+            RuntimeError: the store was closed; a closed store stays closed.
+        """
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the EventStore is closed")
+            if self._thread is None:
+                thread = _LoopThread()
+                try:
+                    thread.run(self._async.open())
+                except BaseException:
+                    thread.stop()
+                    raise
+                self._thread = thread
         return self
 
     def close(self) -> None:
         """Finish pending writes, disconnect and stop the private loop. Idempotent."""
-        if self._thread is not None:
+        with self._lock:
+            self._closed = True
+            thread, self._thread = self._thread, None
+        if thread is not None:
             try:
-                self._thread.run(self._async.close())
+                thread.run(self._async.close())
             finally:
-                self._thread.stop()
-                self._thread = None
+                thread.stop()
 
     def __enter__(self) -> Self:
         return self.open()
