@@ -19,6 +19,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from evstore._types import AppendResult, ExpectedVersion, Page, StreamInfo
+from evstore.errors import NotSupportedError
 
 __all__ = [
     "DATA_RAW",
@@ -29,6 +30,7 @@ __all__ = [
     "SortDir",
     "StorageBackend",
     "StoredSnapshot",
+    "refuse_conn",
 ]
 
 DATA_RAW = 1
@@ -227,3 +229,13 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     async def delete_snapshot(self, source_id: str) -> None:
         """Remove the snapshot if there is one."""
+
+
+def refuse_conn(conn: Any) -> None:
+    """For backends without caller transactions: refuse a ``conn=`` argument.
+
+    Raises:
+        NotSupportedError: ``conn`` is not ``None``.
+    """
+    if conn is not None:
+        raise NotSupportedError("conn= is only supported by the PostgreSQL backend")

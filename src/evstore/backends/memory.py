@@ -25,6 +25,7 @@ from evstore.backends.base import (
     SortDir,
     StorageBackend,
     StoredSnapshot,
+    refuse_conn,
 )
 from evstore.backends.rules import (
     UNRESTRICTED,
@@ -32,6 +33,7 @@ from evstore.backends.rules import (
     VisibleRange,
     check_delete,
     check_expected_version,
+    check_new_links,
     is_metadata_stream,
     metadata_stream_of,
     total_pages,
@@ -40,7 +42,6 @@ from evstore.backends.rules import (
 from evstore.errors import (
     DuplicateEventError,
     EventNotFoundError,
-    NotSupportedError,
     SnapshotNotFoundError,
     StreamDeletedError,
     StreamNotFoundError,
@@ -194,7 +195,7 @@ class MemoryBackend(StorageBackend):
         *,
         conn: Any = None,
     ) -> AppendResult:
-        _refuse_conn(conn)
+        refuse_conn(conn)
         db = self._database()
         stream = self._stream(stream_id)
         check_expected_version(stream_id, expected_version, stream.state() if stream else None)
@@ -238,7 +239,7 @@ class MemoryBackend(StorageBackend):
         *,
         conn: Any = None,
     ) -> AppendResult:
-        _refuse_conn(conn)
+        refuse_conn(conn)
         db = self._database()
         stream = self._stream(stream_id)
         check_expected_version(stream_id, expected_version, stream.state() if stream else None)
@@ -252,14 +253,7 @@ class MemoryBackend(StorageBackend):
                 event_ids=missing,
             )
         present = {e.event_id for e in stream.entries if e is not None} if stream else set()
-        for event_id in event_ids:
-            if event_id in present:
-                raise DuplicateEventError(
-                    f"event {event_id} is already in stream {stream_id!r}",
-                    stream_id=stream_id,
-                    event_id=event_id,
-                )
-            present.add(event_id)
+        check_new_links(stream_id, event_ids, present)
         if stream is None:
             stream = self._create_stream(stream_id, datetime.now(UTC))
         stream.entries.extend(db.events[event_id] for event_id in event_ids)
@@ -273,7 +267,7 @@ class MemoryBackend(StorageBackend):
         hard: bool,
         conn: Any = None,
     ) -> None:
-        _refuse_conn(conn)
+        refuse_conn(conn)
         stream = self._stream(stream_id)
         check_delete(
             stream_id,
@@ -327,7 +321,7 @@ class MemoryBackend(StorageBackend):
         forward: bool,
         conn: Any = None,
     ) -> list[EventRow]:
-        _refuse_conn(conn)
+        refuse_conn(conn)
         stream = self._readable(stream_id)
         visible = self._visible(stream)
         if forward:
@@ -351,7 +345,7 @@ class MemoryBackend(StorageBackend):
     async def read_all(
         self, start_position: int, count: int, *, forward: bool, conn: Any = None
     ) -> list[EventRow]:
-        _refuse_conn(conn)
+        refuse_conn(conn)
         log = self._database().all_log
         if forward:
             positions: range = range(max(start_position, 1), len(log) + 1)
@@ -372,7 +366,7 @@ class MemoryBackend(StorageBackend):
         return StreamInfo(ALL_STREAM, len(db.all_log), db.created_at, None, "created")
 
     async def stream_info(self, stream_id: str, *, conn: Any = None) -> StreamInfo:
-        _refuse_conn(conn)
+        refuse_conn(conn)
         if stream_id == ALL_STREAM:
             return self._all_info()
         return self._readable(stream_id).info()
@@ -426,11 +420,6 @@ class MemoryBackend(StorageBackend):
 
     async def delete_snapshot(self, source_id: str) -> None:
         self._database().snapshots.pop(source_id, None)
-
-
-def _refuse_conn(conn: Any) -> None:
-    if conn is not None:
-        raise NotSupportedError("conn= is only supported by the PostgreSQL backend")
 
 
 def _sorted(

@@ -10,14 +10,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import orjson
 
 from evstore._types import ExpectedVersion
 from evstore.errors import (
+    DuplicateEventError,
     NotSupportedError,
     StreamDeletedError,
     StreamExistsError,
@@ -31,6 +34,7 @@ __all__ = [
     "VisibleRange",
     "check_delete",
     "check_expected_version",
+    "check_new_links",
     "is_metadata_stream",
     "metadata_stream_of",
     "total_pages",
@@ -112,6 +116,24 @@ def check_delete(
     if state is None:
         raise StreamNotFoundError(f"stream {stream_id!r} does not exist", stream_id=stream_id)
     return state
+
+
+def check_new_links(stream_id: str, event_ids: Sequence[UUID], present: set[UUID]) -> None:
+    """Raise unless every id is new to the stream (``present``) and listed once.
+
+    Raises:
+        DuplicateEventError: naming the first id, in list order, that is already in the
+            stream or repeated.
+    """
+    seen = set(present)
+    for event_id in event_ids:
+        if event_id in seen:
+            raise DuplicateEventError(
+                f"event {event_id} is already in stream {stream_id!r}",
+                stream_id=stream_id,
+                event_id=event_id,
+            )
+        seen.add(event_id)
 
 
 def metadata_stream_of(stream_id: str) -> str:

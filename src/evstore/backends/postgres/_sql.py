@@ -122,16 +122,9 @@ STATUS_NOT_FOUND = 4
 STATUS_ERROR = 9
 """Anything else; ``detail`` is ``SQLSTATE: message``."""
 
-_TABLES = (
-    "snapshots",
-    "subscriptions",
-    "links",
-    "all_positions",
-    "events",
-    "streams",
-    "sequencer_state",
-    "schema_migrations",
-)
+_DATA_TABLES = ("snapshots", "subscriptions", "links", "all_positions", "events", "streams")
+"""Tables holding the store's data: ``reset`` empties them."""
+_TABLES = (*_DATA_TABLES, "sequencer_state", "schema_migrations")
 _FUNCTIONS = ("evstore_append", "evstore_link", "evstore_sequence", "evstore_expectation_holds")
 
 
@@ -264,17 +257,7 @@ class Sql:
 
     def reset(self) -> list[str]:
         s = self.s
-        truncated = ", ".join(
-            f"{s}.{name}"
-            for name in (
-                "snapshots",
-                "subscriptions",
-                "links",
-                "all_positions",
-                "events",
-                "streams",
-            )
-        )
+        truncated = ", ".join(f"{s}.{name}" for name in _DATA_TABLES)
         return [
             self.lock_sequencer(),
             f"TRUNCATE {truncated} RESTART IDENTITY",

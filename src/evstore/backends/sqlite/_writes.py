@@ -15,7 +15,12 @@ from uuid import UUID
 
 from evstore._types import AppendResult, ExpectedVersion
 from evstore.backends.base import NewEvent, StoredSnapshot
-from evstore.backends.rules import StreamState, check_delete, check_expected_version
+from evstore.backends.rules import (
+    StreamState,
+    check_delete,
+    check_expected_version,
+    check_new_links,
+)
 from evstore.backends.sqlite import _sql, lifecycle
 from evstore.backends.sqlite._convert import to_micros, uuid_bytes
 from evstore.errors import DuplicateEventError, EventNotFoundError
@@ -138,14 +143,7 @@ def link(
             params = [row[0], *(e.bytes for e in chunk), row[0], *(e.bytes for e in chunk)]
             query = _sql.ids_in_stream(len(chunk))
             present.update(UUID(bytes=raw) for (raw,) in conn.execute(query, params))
-    for event_id in event_ids:
-        if event_id in present:
-            raise DuplicateEventError(
-                f"event {event_id} is already in stream {stream_id!r}",
-                stream_id=stream_id,
-                event_id=event_id,
-            )
-        present.add(event_id)
+    check_new_links(stream_id, event_ids, present)
     if row is None:
         key, version = _create_stream(conn, stream_id, datetime.now(UTC)), 0
     else:

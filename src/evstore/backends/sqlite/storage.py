@@ -29,12 +29,13 @@ from evstore.backends.base import (
     SortDir,
     StorageBackend,
     StoredSnapshot,
+    refuse_conn,
 )
 from evstore.backends.sqlite import _reads, _sql, _writes, lifecycle
 from evstore.backends.sqlite._errors import driver_errors
 from evstore.backends.sqlite.lifecycle import Target
 from evstore.backends.sqlite.writer import WriterStats, WriterThread
-from evstore.errors import ConfigurationError, NotSupportedError, StorageError
+from evstore.errors import ConfigurationError, StorageError
 
 __all__ = ["SQLiteBackend"]
 
@@ -329,7 +330,7 @@ class SQLiteBackend(StorageBackend):
         *,
         conn: Any = None,
     ) -> AppendResult:
-        _refuse_conn(conn)
+        refuse_conn(conn)
         return await self._write(
             functools.partial(
                 _writes.append,
@@ -348,7 +349,7 @@ class SQLiteBackend(StorageBackend):
         *,
         conn: Any = None,
     ) -> AppendResult:
-        _refuse_conn(conn)
+        refuse_conn(conn)
         return await self._write(
             functools.partial(
                 _writes.link, stream_id=stream_id, expected=expected_version, event_ids=event_ids
@@ -363,7 +364,7 @@ class SQLiteBackend(StorageBackend):
         hard: bool,
         conn: Any = None,
     ) -> None:
-        _refuse_conn(conn)
+        refuse_conn(conn)
         await self._write(
             functools.partial(
                 _writes.delete_stream,
@@ -385,7 +386,7 @@ class SQLiteBackend(StorageBackend):
         forward: bool,
         conn: Any = None,
     ) -> list[EventRow]:
-        _refuse_conn(conn)
+        refuse_conn(conn)
         return await self._read(
             functools.partial(
                 _reads.read_stream,
@@ -399,7 +400,7 @@ class SQLiteBackend(StorageBackend):
     async def read_all(
         self, start_position: int, count: int, *, forward: bool, conn: Any = None
     ) -> list[EventRow]:
-        _refuse_conn(conn)
+        refuse_conn(conn)
         return await self._read(
             functools.partial(
                 _reads.read_all, start_position=start_position, count=count, forward=forward
@@ -407,7 +408,7 @@ class SQLiteBackend(StorageBackend):
         )
 
     async def stream_info(self, stream_id: str, *, conn: Any = None) -> StreamInfo:
-        _refuse_conn(conn)
+        refuse_conn(conn)
         return await self._read(functools.partial(_reads.stream_info, stream_id=stream_id))
 
     async def paginate_streams(
@@ -440,8 +441,3 @@ class SQLiteBackend(StorageBackend):
 
     async def delete_snapshot(self, source_id: str) -> None:
         await self._write(functools.partial(_writes.delete_snapshot, source_id=source_id))
-
-
-def _refuse_conn(conn: Any) -> None:
-    if conn is not None:
-        raise NotSupportedError("conn= is only supported by the PostgreSQL backend")
