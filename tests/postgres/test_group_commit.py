@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import asyncpg
 import pytest
@@ -105,3 +106,62 @@ async def test_group_commit_append_waiting_for_a_locked_stream_does_not_hold_up_
         assert result.stream_version == 3
         versions = [e.data for e in await store.read_stream_forward("locked")]
         assert versions == [0, "caller", "queued"]
+
+
+async def test_group_commit_set_based_batch_keeps_per_append_semantics(
+    postgres_url: str,
+) -> None:
+    async with AsyncEventStore(postgres_url) as store:
+        backend: Any = store._backend
+        writer = backend._writer
+        stored = EventData("E", "stored")
+        await store.append_to_stream("existing", NO_STREAM, [stored])
+        fallbacks_before = writer.fallbacks
+        reused = stored.event_id
+        # One batch: three appends to one new stream in order, a wrong expectation, an
+        # append reusing a stored id, an empty append, and appends to other streams.
+        outcomes = await asyncio.gather(
+            store.append_to_stream("same", NO_STREAM, [EventData("E", 1)]),
+            store.append_to_stream("same", 1, [EventData("E", 2), EventData("E", 3)]),
+            store.append_to_stream("same", 1, [EventData("E", "stale")]),
+            store.append_to_stream("same", 3, [EventData("E", 4)]),
+            store.append_to_stream("dup", ANY_VERSION, [EventData("E", 0, event_id=reused)]),
+            store.append_to_stream("empty", ANY_VERSION, []),
+            *(store.append_to_stream(f"o-{i}", NO_STREAM, [EventData("E", i)]) for i in range(20)),
+            return_exceptions=True,
+        )
+        assert [o.stream_version for o in outcomes[:2]] == [1, 3]  # type: ignore[union-attr]
+        assert isinstance(outcomes[2], WrongExpectedVersionError)
+        assert outcomes[2].actual_version == 3
+        assert outcomes[3].stream_version == 4  # type: ignore[union-attr]
+        assert isinstance(outcomes[4], DuplicateEventError)
+        assert outcomes[4].event_id == stored.event_id
+        assert outcomes[5] == AppendResult(0, None)
+        assert all(isinstance(o, AppendResult) for o in outcomes[6:])
+        same = await store.read_stream_forward("same")
+        assert [e.data for e in same] == [1, 2, 3, 4]
+        with pytest.raises(StreamNotFoundError):
+            await store.read_stream_forward("dup")
+        assert writer.fallbacks == fallbacks_before  # all of it on the set-based path
+
+
+async def test_group_commit_id_shared_by_two_appends_of_a_batch_falls_back(
+    postgres_url: str,
+) -> None:
+    async with AsyncEventStore(postgres_url) as store:
+        backend: Any = store._backend
+        shared = uuid.uuid4()
+        outcomes = await asyncio.gather(
+            *(
+                store.append_to_stream(f"s-{i}", NO_STREAM, [EventData("E", i, event_id=shared)])
+                for i in range(2)
+            ),
+            *(store.append_to_stream(f"t-{i}", NO_STREAM, [EventData("E", i)]) for i in range(10)),
+            return_exceptions=True,
+        )
+        winners = [o for o in outcomes[:2] if isinstance(o, AppendResult)]
+        losers = [o for o in outcomes[:2] if isinstance(o, DuplicateEventError)]
+        assert (len(winners), len(losers)) == (1, 1), outcomes
+        assert all(isinstance(o, AppendResult) for o in outcomes[2:])
+        assert len(await store.read_all_streams_forward()) == 11
+        assert backend._writer.fallbacks >= 1

@@ -18,6 +18,7 @@ from evstore import (
     EventStoreTimeoutError,
     StorageError,
 )
+from evstore.backends.postgres._sql import SCHEMA_VERSION, Sql
 
 
 def _with_database(url: str, name: str) -> str:
@@ -58,11 +59,13 @@ async def test_lifecycle_init_is_idempotent_and_records_the_version(
 ) -> None:
     assert await AsyncEventStore.schema_version(postgres_url) is None
     first = await AsyncEventStore.init(postgres_url)
-    assert first == 'The evstore schema "public" has been initialised (version 1).'
+    assert first == f'The evstore schema "public" has been initialised (version {SCHEMA_VERSION}).'
     second = await AsyncEventStore.init(postgres_url)
-    assert second == 'The evstore schema "public" was already initialised (version 1).'
-    assert await AsyncEventStore.schema_version(postgres_url) == "1"
-    assert await raw_conn.fetchval("SELECT count(*) FROM schema_migrations") == 1
+    assert second == (
+        f'The evstore schema "public" was already initialised (version {SCHEMA_VERSION}).'
+    )
+    assert await AsyncEventStore.schema_version(postgres_url) == str(SCHEMA_VERSION)
+    assert await raw_conn.fetchval("SELECT count(*) FROM schema_migrations") == SCHEMA_VERSION
 
 
 async def test_lifecycle_three_concurrent_migrations_run_once(
@@ -76,10 +79,31 @@ async def test_lifecycle_three_concurrent_migrations_run_once(
     already = [m for m in messages if "is already migrated" in m]
     assert (len(migrated), len(already)) == (1, 2), messages
     rows = await raw_conn.fetch("SELECT version FROM racing.schema_migrations")
-    assert [r[0] for r in rows] == [1]
+    assert [r[0] for r in rows] == list(range(1, SCHEMA_VERSION + 1))
     assert await AsyncEventStore.migrate(postgres_url, schema="racing") == (
-        'The evstore schema "racing" is already migrated (version 1).'
+        f'The evstore schema "racing" is already migrated (version {SCHEMA_VERSION}).'
     )
+
+
+async def test_lifecycle_migrate_upgrades_a_version_1_schema(
+    postgres_url: str, raw_conn: asyncpg.Connection
+) -> None:
+    sql = Sql("public")
+    async with raw_conn.transaction():
+        await raw_conn.execute(sql.create_migrations_table())
+        for statement in sql.migration_1():
+            await raw_conn.execute(statement)
+        await raw_conn.execute(sql.record_migration(), 1)
+    with pytest.raises(ConfigurationError, match="evstore migrate"):
+        await AsyncEventStore(postgres_url).open()
+
+    message = await AsyncEventStore.migrate(postgres_url)
+
+    assert f"version {SCHEMA_VERSION}" in message
+    assert await AsyncEventStore.schema_version(postgres_url) == str(SCHEMA_VERSION)
+    async with AsyncEventStore(postgres_url) as store:
+        result = await store.append_to_stream("s", NO_STREAM, [EventData("E", 1)])
+    assert result.position == 1
 
 
 async def test_lifecycle_open_without_auto_init_refuses_an_empty_schema(postgres_url: str) -> None:

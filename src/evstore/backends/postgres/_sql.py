@@ -4,7 +4,7 @@ Nothing here touches a connection. :class:`Sql` renders the texts for one schema
 payload column type; the schema name is always quoted as an identifier (it is validated by
 the configuration too, but quoting is what makes it safe).
 
-The schema (version 1)
+The schema (version 2)
 ----------------------
 
 ``streams``
@@ -101,7 +101,7 @@ __all__ = [
     "quote_literal",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema version this code writes and expects."""
 
 # How the functions receive a symbolic expected version (integers are passed as they are).
@@ -125,7 +125,13 @@ STATUS_ERROR = 9
 _DATA_TABLES = ("snapshots", "subscriptions", "links", "all_positions", "events", "streams")
 """Tables holding the store's data: ``reset`` empties them."""
 _TABLES = (*_DATA_TABLES, "sequencer_state", "schema_migrations")
-_FUNCTIONS = ("evstore_append", "evstore_link", "evstore_sequence", "evstore_expectation_holds")
+_FUNCTIONS = (
+    "evstore_append",
+    "evstore_append_batch",
+    "evstore_link",
+    "evstore_sequence",
+    "evstore_expectation_holds",
+)
 
 
 def quote_ident(name: str) -> str:
@@ -227,6 +233,10 @@ class Sql:
             self._link_function(),
             self._sequence_function(),
         ]
+
+    def migration_2(self) -> list[str]:
+        """Version 2: the set-based group-commit append (``evstore_append_batch``)."""
+        return [self._append_batch_function()]
 
     def create_migrations_table(self) -> str:
         return f"""CREATE TABLE IF NOT EXISTS {self.s}.schema_migrations (
@@ -410,6 +420,186 @@ class Sql:
             END
             $fn$"""
 
+    def _append_batch_function(self) -> str:
+        """``evstore_append_batch``: a group-commit batch of appends, set-based.
+
+        The writer's fast path: one call for the whole batch, no subtransaction per append.
+        It locks the batch's existing stream rows (in stream-id order), checks each append
+        in batch order against the state left by the appends before it (so several appends
+        to one stream behave as if run one after another), then creates the new streams,
+        moves the versions and inserts every accepted event in one statement each. An
+        append whose expectation fails or that reuses a stored id gets its status and
+        writes nothing; its neighbours commit.
+
+        It raises (and the writer falls back to ``evstore_append`` per append) when the
+        batch needs what only the slow path handles: an event id shared by two appends of
+        the batch (``EVS02``), a stream created meanwhile by another transaction
+        (``EVS02``), a locked row (``lock_not_available``), or a concurrent duplicate id.
+
+        Per append: stream id, expected code, created_at. Per event: append number
+        (1-based), place in its append (1-based) and the event's columns. Returns one array
+        per output, by append: status, version, deleted, last seq, detail.
+        """
+        s, t = self.s, self.column_type
+        return f"""CREATE OR REPLACE FUNCTION {s}.evstore_append_batch(
+                p_stream_ids text[], p_expected bigint[], p_created_at timestamptz[],
+                p_append integer[], p_nth integer[],
+                p_event_ids uuid[], p_types text[], p_data {t}[], p_metadata {t}[],
+                p_flags smallint[], p_correlation uuid[], p_causation uuid[],
+                OUT o_status smallint[], OUT o_version bigint[], OUT o_deleted boolean[],
+                OUT o_last_seq bigint[], OUT o_detail text[])
+            LANGUAGE plpgsql AS $fn$
+            DECLARE
+                v_n integer := cardinality(p_stream_ids);
+                -- One entry per distinct stream of the batch.
+                v_ids text[];
+                v_keys bigint[];
+                v_versions bigint[];
+                v_deleted boolean[];
+                v_start bigint[];
+                v_created timestamptz[];
+                -- One entry per append.
+                v_dup_appends integer[];
+                v_dup_ids text[];
+                v_pass boolean[];
+                v_first bigint[];
+                v_last bigint[];
+                v_count bigint[];
+                v_slot integer[];
+                v_append_keys bigint[];
+                v_i integer;
+                v_j integer;
+                v_version bigint;
+                v_is_deleted boolean;
+                v_created_count integer;
+                v_made_ids text[];
+                v_made_keys bigint[];
+            BEGIN
+                IF EXISTS (SELECT FROM unnest(p_event_ids, p_append) AS u(id, a)
+                           GROUP BY u.id HAVING count(DISTINCT u.a) > 1) THEN
+                    RAISE EXCEPTION USING ERRCODE = 'EVS02';
+                END IF;
+                SELECT coalesce(array_agg(x.stream_id ORDER BY x.stream_id), '{{}}'),
+                       coalesce(array_agg(x.stream_key ORDER BY x.stream_id), '{{}}'),
+                       coalesce(array_agg(x.version ORDER BY x.stream_id), '{{}}'),
+                       coalesce(array_agg(x.deleted ORDER BY x.stream_id), '{{}}')
+                    INTO v_ids, v_keys, v_versions, v_deleted
+                    FROM (SELECT st.stream_id, st.stream_key, st.version,
+                                 st.deleted_at IS NOT NULL AS deleted
+                            FROM {s}.streams st WHERE st.stream_id = ANY (p_stream_ids)
+                            ORDER BY st.stream_id FOR UPDATE) x;
+                v_start := v_versions;
+                -- The first id of each append, in its order, already stored or repeated.
+                SELECT coalesce(array_agg(d.a), '{{}}'), coalesce(array_agg(d.id::text), '{{}}')
+                    INTO v_dup_appends, v_dup_ids
+                    FROM (SELECT DISTINCT ON (x.a) x.a, x.id FROM (
+                            SELECT u.id, u.a, u.k,
+                                   row_number() OVER (PARTITION BY u.id ORDER BY u.k) AS r
+                                FROM unnest(p_event_ids, p_append) WITH ORDINALITY AS u(id, a, k)
+                            ) x
+                          WHERE x.r > 1
+                             OR EXISTS (SELECT FROM {s}.events e WHERE e.event_id = x.id)
+                          ORDER BY x.a, x.k) d;
+                SELECT array_agg(coalesce(c.n, 0) ORDER BY a.i) INTO v_count
+                    FROM generate_series(1, v_n) AS a(i)
+                    LEFT JOIN (SELECT u.a, count(*) AS n FROM unnest(p_append) AS u(a)
+                               GROUP BY u.a) c ON c.a = a.i;
+                o_status := array_fill(0::smallint, ARRAY[v_n]);
+                o_version := array_fill(NULL::bigint, ARRAY[v_n]);
+                o_deleted := array_fill(NULL::boolean, ARRAY[v_n]);
+                o_detail := array_fill(NULL::text, ARRAY[v_n]);
+                v_pass := array_fill(false, ARRAY[v_n]);
+                v_first := array_fill(NULL::bigint, ARRAY[v_n]);
+                v_last := array_fill(NULL::bigint, ARRAY[v_n]);
+                v_slot := array_fill(NULL::integer, ARRAY[v_n]);
+                v_created := array_fill(NULL::timestamptz, ARRAY[coalesce(cardinality(v_ids), 0)]);
+                FOR v_i IN 1 .. v_n LOOP
+                    v_j := array_position(v_ids, p_stream_ids[v_i]);
+                    IF v_j IS NULL THEN  -- a stream to create, if an append is accepted
+                        v_ids := v_ids || p_stream_ids[v_i];
+                        v_keys := v_keys || NULL::bigint;
+                        v_versions := v_versions || NULL::bigint;
+                        v_deleted := v_deleted || NULL::boolean;
+                        v_start := v_start || NULL::bigint;
+                        v_created := v_created || NULL::timestamptz;
+                        v_j := cardinality(v_ids);
+                    END IF;
+                    v_slot[v_i] := v_j;
+                    v_version := v_versions[v_j];
+                    v_is_deleted := v_deleted[v_j];
+                    IF (CASE  -- evstore_expectation_holds, inlined: this loop is hot
+                        WHEN coalesce(v_is_deleted, false) THEN true
+                        WHEN p_expected[v_i] = {ANY} THEN false
+                        WHEN p_expected[v_i] = {NO_STREAM} THEN coalesce(v_version, 0) <> 0
+                        WHEN p_expected[v_i] = {STREAM_EXISTS} THEN v_version IS NULL
+                        ELSE p_expected[v_i] <> coalesce(v_version, 0)
+                    END) THEN
+                        o_status[v_i] := {STATUS_EXPECTATION};
+                        o_version[v_i] := v_version;
+                        o_deleted[v_i] := v_is_deleted;
+                    ELSIF v_count[v_i] = 0 THEN
+                        o_version[v_i] := coalesce(v_version, 0);
+                    ELSIF v_i = ANY (v_dup_appends) THEN
+                        o_status[v_i] := {STATUS_DUPLICATE};
+                        o_detail[v_i] := v_dup_ids[array_position(v_dup_appends, v_i)];
+                    ELSE
+                        v_pass[v_i] := true;
+                        v_first[v_i] := coalesce(v_version, 0);
+                        v_last[v_i] := v_first[v_i] + v_count[v_i];
+                        v_versions[v_j] := v_last[v_i];
+                        v_deleted[v_j] := false;
+                        v_created[v_j] := coalesce(v_created[v_j], p_created_at[v_i]);
+                        o_version[v_i] := v_last[v_i];
+                    END IF;
+                END LOOP;
+                -- New streams (created by an accepted append); someone else creating one
+                -- meanwhile sends the batch to the slow path.
+                WITH made AS (
+                    INSERT INTO {s}.streams AS st (stream_id, version, created_at)
+                        SELECT m.id, m.version, m.created FROM unnest(v_ids, v_keys, v_versions,
+                                v_created) AS m(id, key, version, created)
+                        WHERE m.key IS NULL AND m.version IS NOT NULL
+                        ON CONFLICT (stream_id) DO NOTHING
+                        RETURNING st.stream_id, st.stream_key)
+                SELECT count(*), array_agg(made.stream_id), array_agg(made.stream_key)
+                    INTO v_created_count, v_made_ids, v_made_keys FROM made;
+                IF v_created_count <> (SELECT count(*) FROM unnest(v_keys, v_versions) AS m(k, v)
+                                        WHERE m.k IS NULL AND m.v IS NOT NULL) THEN
+                    RAISE EXCEPTION USING ERRCODE = 'EVS02';
+                END IF;
+                FOR v_i IN 1 .. coalesce(cardinality(v_made_ids), 0) LOOP
+                    v_keys[array_position(v_ids, v_made_ids[v_i])] := v_made_keys[v_i];
+                END LOOP;
+                -- By key through the primary key index: a join would scan the (often
+                -- bloated, hot-updated) streams table.
+                UPDATE {s}.streams st
+                    SET version = v_versions[array_position(v_keys, st.stream_key)]
+                    WHERE st.stream_key = ANY (ARRAY(
+                        SELECT m.key FROM unnest(v_keys, v_versions, v_start)
+                            AS m(key, version, start)
+                        WHERE m.start IS NOT NULL AND m.version <> m.start));
+                SELECT array_agg(v_keys[v_slot[a.i]] ORDER BY a.i) INTO v_append_keys
+                    FROM generate_series(1, v_n) AS a(i);
+                WITH inserted AS (
+                    INSERT INTO {s}.events (event_id, stream_key, stream_version, event_type,
+                            data, metadata, flags, correlation_id, causation_id, created_at)
+                        SELECT u.event_id, v_append_keys[u.a], v_first[u.a] + u.nth,
+                               u.event_type, u.data, u.metadata, u.flags, u.correlation_id,
+                               u.causation_id, p_created_at[u.a]
+                        FROM unnest(p_append, p_nth, p_event_ids, p_types, p_data, p_metadata,
+                                    p_flags, p_correlation, p_causation) WITH ORDINALITY
+                             AS u(a, nth, event_id, event_type, data, metadata, flags,
+                                  correlation_id, causation_id, k)
+                        WHERE v_pass[u.a]
+                        ORDER BY u.k
+                        RETURNING seq, stream_key, stream_version)
+                SELECT array_agg(i.seq ORDER BY a.i) INTO o_last_seq
+                    FROM generate_series(1, v_n) AS a(i)
+                    LEFT JOIN inserted i ON v_pass[a.i] AND i.stream_key = v_append_keys[a.i]
+                                        AND i.stream_version = v_last[a.i];
+            END
+            $fn$"""
+
     def _link_function(self) -> str:
         """``evstore_link``: link existing events into a stream, all or nothing."""
         s = self.s
@@ -569,6 +759,13 @@ class Sql:
     @property
     def append(self) -> str:
         return f"SELECT * FROM {self.s}.evstore_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+
+    @property
+    def append_batch(self) -> str:
+        return (
+            f"SELECT * FROM {self.s}.evstore_append_batch"
+            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        )
 
     @property
     def link(self) -> str:

@@ -32,7 +32,7 @@ __all__ = [
 
 MAINTENANCE_DATABASE = "postgres"
 
-_MIGRATIONS: dict[int, Callable[[Sql], list[str]]] = {1: Sql.migration_1}
+_MIGRATIONS: dict[int, Callable[[Sql], list[str]]] = {1: Sql.migration_1, 2: Sql.migration_2}
 """Schema version -> the statements that bring the previous version to it."""
 
 

@@ -64,6 +64,9 @@ _CLOSE_GRACE = 5.0
 
 _log = logging.getLogger(__name__)
 
+AppendRow = Sequence[Any]
+"""One append's outcome: status, version, deleted, last seq, detail (``evstore_append``'s row)."""
+
 
 @dataclass(slots=True)
 class AppendRequest:
@@ -71,7 +74,7 @@ class AppendRequest:
 
     stream_id: str
     args: Sequence[Any]
-    future: asyncio.Future[asyncpg.Record] = field(repr=False)
+    future: asyncio.Future[AppendRow] = field(repr=False)
 
 
 class GroupCommitWriter:
@@ -83,9 +86,17 @@ class GroupCommitWriter:
         writers: how many batches may be in flight at once (each on its own connection).
     """
 
-    def __init__(self, pool: asyncpg.Pool, statement: str, *, writers: int = 2) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        statement: str,
+        *,
+        batch_statement: str | None = None,
+        writers: int = 2,
+    ) -> None:
         self._pool = pool
         self._statement = statement
+        self._batch_statement = batch_statement
         self._queue: deque[AppendRequest] = deque()
         self._wake = asyncio.Event()
         self._tasks = [
@@ -98,8 +109,10 @@ class GroupCommitWriter:
         """Transactions committed (for tests and metrics)."""
         self.appends = 0
         """Appends committed in them."""
+        self.fallbacks = 0
+        """Batches the set-based statement refused, run append by append instead."""
 
-    async def submit(self, stream_id: str, args: Sequence[Any]) -> asyncpg.Record:
+    async def submit(self, stream_id: str, args: Sequence[Any]) -> AppendRow:
         """Queue one append and return its function row once its batch has committed.
 
         Raises:
@@ -108,7 +121,7 @@ class GroupCommitWriter:
         """
         if self._closing and all(task.done() for task in self._tasks):
             raise StorageError("the PostgreSQL store is closed")
-        future: asyncio.Future[asyncpg.Record] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[AppendRow] = asyncio.get_running_loop().create_future()
         self._queue.append(AppendRequest(stream_id, args, future))
         self._wake.set()
         return await future
@@ -185,14 +198,13 @@ class GroupCommitWriter:
         committing = False
         try:
             async with self._pool.acquire() as conn:
-                await conn.execute(
+                begin = (
                     "BEGIN ISOLATION LEVEL READ COMMITTED; "
                     f"SET LOCAL lock_timeout = '{lock_timeout}'"
                 )
+                await conn.execute(begin)
                 try:
-                    rows = await conn.fetchmany(
-                        self._statement, [request.args for request in ordered]
-                    )
+                    rows = await self._run_appends(conn, ordered, begin)
                     if any(request.future.cancelled() for request in ordered):
                         # A caller gave up (its timeout) while the batch ran: undo the
                         # batch rather than write an append reported as failed.
@@ -239,6 +251,29 @@ class GroupCommitWriter:
                 request.future.set_result(row)
         return blocked
 
+    async def _run_appends(
+        self, conn: Any, ordered: list[AppendRequest], begin: str
+    ) -> Sequence[AppendRow]:
+        """Run the batch's appends in the open transaction; one row per append.
+
+        The set-based ``evstore_append_batch`` first (one statement for the batch). When it
+        refuses the batch (see its docstring), the transaction is begun again and each
+        append runs through ``evstore_append`` in its own subtransaction, pipelined.
+        """
+        if self._batch_statement is not None:
+            try:
+                row = await conn.fetchrow(self._batch_statement, *_batch_arguments(ordered))
+            except asyncpg.PostgresError:
+                await conn.execute("ROLLBACK")
+                await conn.execute(begin)
+                self.fallbacks += 1
+            else:
+                return list(zip(*row, strict=True))
+        rows: list[AppendRow] = await conn.fetchmany(
+            self._statement, [request.args for request in ordered]
+        )
+        return rows
+
     async def _write_each(
         self, requests: list[AppendRequest], lock_timeout: str
     ) -> list[AppendRequest]:
@@ -247,3 +282,26 @@ class GroupCommitWriter:
         for request in requests:
             blocked += await self._write([request], lock_timeout=lock_timeout)
         return blocked
+
+
+def _batch_arguments(ordered: list[AppendRequest]) -> tuple[list[Any], ...]:
+    """``evstore_append_batch``'s arguments: per-append columns, then per-event columns.
+
+    A request's arguments are ``evstore_append``'s: stream id, expected code, created_at,
+    then one list per event column.
+    """
+    stream_ids, expected, created_at = [], [], []
+    append_numbers: list[int] = []
+    nth: list[int] = []
+    columns: list[list[Any]] = [[] for _ in range(7)]
+    for number, request in enumerate(ordered, start=1):
+        args = request.args
+        stream_ids.append(args[0])
+        expected.append(args[1])
+        created_at.append(args[2])
+        count = len(args[3])
+        append_numbers += [number] * count
+        nth += range(1, count + 1)
+        for column, values in zip(columns, args[3:10], strict=True):
+            column += values
+    return (stream_ids, expected, created_at, append_numbers, nth, *columns)
