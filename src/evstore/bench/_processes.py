@@ -56,10 +56,10 @@ def _child(conn: Connection, spec: TargetSpec, writers: int, warmup: float, seco
         raise
 
 
-def _receive(conn: Connection, expected: str) -> Any:
+def _receive(conn: Connection, system: str, expected: str) -> Any:
     status, value = conn.recv()
     if status != expected:
-        raise RuntimeError(f"benchmark child process failed: {value}")
+        raise RuntimeError(f"a W3 child process of {system} failed: {value}")
     return value
 
 
@@ -78,19 +78,22 @@ async def run_processes(
         child.start()
         pipes.append(parent_end)
         children.append(child)
+    finished = False
     try:
         for pipe in pipes:
-            await asyncio.to_thread(_receive, pipe, "ready")
+            await asyncio.to_thread(_receive, pipe, spec.system, "ready")
         start = time.time() + START_DELAY
         for pipe in pipes:
             pipe.send(start)
         parts = []
         for pipe in pipes:
-            ops, elapsed, latencies = await asyncio.to_thread(_receive, pipe, "done")
+            ops, elapsed, latencies = await asyncio.to_thread(_receive, pipe, spec.system, "done")
             parts.append(LoadResult(ops, elapsed, latencies))
+        finished = True
     finally:
         for child in children:
-            child.join(timeout=30)
+            # After a failure the others would wait for a start that never comes.
+            child.join(timeout=30 if finished else 0)
             if child.is_alive():
                 child.terminate()
     return LoadResult.merge(parts, max(part.elapsed for part in parts))

@@ -113,10 +113,12 @@ def run_tables(run: Run) -> list[Table]:
             tables.append(_load_table(run, backend, workload))
         tables.append(_scan_table(run, backend))
         tables.append(_latency_table(run, backend))
-    checks = check_targets(run)
+    checks = [check for check in check_targets(run) if check.met is not None]
     status = {True: "met", False: "MISSED", None: "not measured"}
     tables.append(
-        Table(
+        None
+        if not checks
+        else Table(
             "Targets (ratios in the same run)",
             ["target", "measured", "status"],
             [[c.target, c.measured, status[c.met]] for c in checks],

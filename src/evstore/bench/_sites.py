@@ -15,6 +15,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ class Site(ABC):
             await target.open()
             await target.close()
             await self.prepare()
-            yield spec
+            yield replace(spec, create=False)
         finally:
             await self.discard(spec)
 

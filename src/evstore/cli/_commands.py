@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from evstore.cli import _lifecycle, _streams, _transfer
+from evstore.cli import _bench, _lifecycle, _streams, _transfer
 from evstore.cli._app import cli
 
 __all__ = ["cli"]
 
-for _command in (*_lifecycle.COMMANDS, *_streams.COMMANDS, *_transfer.COMMANDS):
+for _command in (*_lifecycle.COMMANDS, *_streams.COMMANDS, *_transfer.COMMANDS, *_bench.COMMANDS):
     cli.add_command(_command)

@@ -30,7 +30,9 @@ class TargetSpec:
     """Which system, where: a PostgreSQL database URL and schema, or a SQLite file path.
 
     ``system`` is ``evstore``, ``eventsourcing``, ``raw unnest``, ``raw copy`` (PostgreSQL)
-    or ``raw sqlite3``. ``pool_size`` 0 keeps the system's default pool.
+    or ``raw sqlite3``. ``pool_size`` 0 keeps the system's default pool. ``create`` False:
+    the tables exist (made by another process), do not run DDL — concurrent ``CREATE OR
+    REPLACE`` from several processes fails with "tuple concurrently updated".
     """
 
     system: str
@@ -38,6 +40,7 @@ class TargetSpec:
     location: str
     schema: str = "public"
     pool_size: int = 0
+    create: bool = True
 
 
 def missing_peer() -> str | None:
@@ -55,14 +58,14 @@ def make_target(spec: TargetSpec) -> Target:
 
         if spec.backend == "sqlite":
             return EvstoreTarget(f"sqlite:///{spec.location}")
-        options: dict[str, object] = {"schema": spec.schema}
+        options: dict[str, object] = {"schema": spec.schema, "auto_init": spec.create}
         if spec.pool_size:
             options["pool_size"] = spec.pool_size
         return EvstoreTarget(spec.location, **options)
     if spec.system == PEER and spec.backend == "postgres":
         from evstore.bench.systems.eventsourcing_pg import EventsourcingPostgresTarget
 
-        return EventsourcingPostgresTarget(spec.location, spec.schema)
+        return EventsourcingPostgresTarget(spec.location, spec.schema, create=spec.create)
     if spec.system == PEER:
         from evstore.bench.systems.eventsourcing_sqlite import EventsourcingSqliteTarget
 
@@ -75,6 +78,7 @@ def make_target(spec: TargetSpec) -> Target:
             spec.schema,
             method="copy" if spec.system == "raw copy" else "unnest",
             pool_size=spec.pool_size or 10,
+            create=spec.create,
         )
     if spec.system == "raw sqlite3":
         from evstore.bench.systems.raw_sqlite import RawSqliteTarget

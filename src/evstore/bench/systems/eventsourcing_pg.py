@@ -36,14 +36,18 @@ def postgres_environment(url: str, schema: str) -> dict[str, str]:
 class EventsourcingPostgresTarget(EventsourcingTarget):
     """eventsourcing's application recorder on ``<schema>.stored_events``."""
 
-    def __init__(self, url: str, schema: str) -> None:
+    def __init__(self, url: str, schema: str, *, create: bool = True) -> None:
         super().__init__()
         self.env = postgres_environment(url, schema)
+        self.create = create
+        if not create:
+            self.env["CREATE_TABLE"] = "no"
 
     async def open(self) -> None:
         factory = PostgresFactory(Environment(env=self.env))
         self._close = factory.close
-        # The recorder creates its table and composite type inside the schema: make it.
-        with factory.datastore.transaction(commit=True) as cursor:
-            cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.env["POSTGRES_SCHEMA"]}"')
+        if self.create:
+            # The recorder creates its table and composite type inside the schema: make it.
+            with factory.datastore.transaction(commit=True) as cursor:
+                cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.env["POSTGRES_SCHEMA"]}"')
         self._recorder = factory.application_recorder()

@@ -41,7 +41,7 @@ class EvstoreTarget(AsyncTarget):
         return self._store
 
     async def open(self) -> None:
-        if self.url.startswith("postgres"):
+        if self.url.startswith("postgres") and self.options.get("auto_init", True):
             await AsyncEventStore.create(self.url, **self.options)
         self._store = await AsyncEventStore(self.url, **self.options).open()
 

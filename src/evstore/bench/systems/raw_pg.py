@@ -31,13 +31,20 @@ class RawPostgresTarget(AsyncTarget):
     role = "limit"
 
     def __init__(
-        self, url: str, schema: str, *, method: Literal["unnest", "copy"], pool_size: int
+        self,
+        url: str,
+        schema: str,
+        *,
+        method: Literal["unnest", "copy"],
+        pool_size: int,
+        create: bool = True,
     ) -> None:
         self.url = url
         self.schema = schema
         self.method = method
         self.label = f"raw {method}"
         self.pool_size = pool_size
+        self.create = create
         self._pool: Any = None
         table = f'"{schema}".events'
         self._insert = (
@@ -55,6 +62,11 @@ class RawPostgresTarget(AsyncTarget):
         )
 
     async def open(self) -> None:
+        if self.create:
+            await self._create_table()
+        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
+
+    async def _create_table(self) -> None:
         conn = await asyncpg.connect(self.url)
         try:
             await conn.execute(
@@ -73,7 +85,6 @@ class RawPostgresTarget(AsyncTarget):
             )
         finally:
             await conn.close()
-        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
 
     async def close(self) -> None:
         if self._pool is not None:

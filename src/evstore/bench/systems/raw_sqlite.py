@@ -3,8 +3,10 @@
 WAL, ``synchronous=FULL`` (evstore's settings), a minimal event table (rowid position,
 stream id, version, type, payload, ``created_at``, unique (stream, version)), and one
 ``executemany`` in one ``BEGIN IMMEDIATE`` transaction per append. Writers are threads
-sharing one connection under a lock: SQLite commits one writer at a time anyway, and a lock
-queues them without the busy-handler sleeps that separate connections would pay.
+sharing one connection under a first-come-first-served lock: SQLite commits one writer at a
+time anyway, and a queue serves them without the busy-handler sleeps that separate
+connections would pay (and, unlike ``threading.Lock``, without letting the releasing thread
+win again and starve the others, which would make the latencies meaningless).
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from evstore.bench._data import EVENT_TYPE, PAYLOAD_BYTES, new_stream_id
 from evstore.bench._timing import SyncOperation
 from evstore.bench.systems._base import ThreadTarget
 
-__all__ = ["RawSqliteTarget", "connect"]
+__all__ = ["FifoLock", "RawSqliteTarget", "connect"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -34,6 +38,35 @@ CREATE TABLE IF NOT EXISTS events (
 INSERT = "INSERT INTO events (stream_id, version, type, data, created_at) VALUES (?, ?, ?, ?, ?)"
 READ_STREAM = "SELECT * FROM events WHERE stream_id = ? ORDER BY version"
 READ_ALL = "SELECT * FROM events WHERE position > ? ORDER BY position LIMIT ?"
+
+
+class FifoLock:
+    """A lock handed to waiters in arrival order."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._waiters: deque[threading.Lock] = deque()
+        self._held = False
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._guard:
+            if self._held:
+                turn = threading.Lock()
+                turn.acquire()
+                self._waiters.append(turn)
+            else:
+                self._held, turn = True, None
+        if turn is not None:
+            turn.acquire()  # released by the previous holder: ownership passes directly
+        try:
+            yield
+        finally:
+            with self._guard:
+                if self._waiters:
+                    self._waiters.popleft().release()
+                else:
+                    self._held = False
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -54,7 +87,7 @@ class RawSqliteTarget(ThreadTarget):
         self.path = path
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
+        self._lock = FifoLock()
 
     async def open(self) -> None:
         self._writer = connect(self.path)
@@ -71,7 +104,7 @@ class RawSqliteTarget(ThreadTarget):
         assert self._writer is not None
         now = time.time_ns() // 1000
         rows = [(stream, v, EVENT_TYPE, PAYLOAD_BYTES, now) for v in range(first, first + count)]
-        with self._lock:
+        with self._lock.held():
             self._writer.execute("BEGIN IMMEDIATE")
             try:
                 self._writer.executemany(INSERT, rows)
