@@ -260,3 +260,19 @@ def _parameters(attribute: Any) -> set[str]:
     if not callable(attribute):
         return set()
     return set(inspect.signature(attribute).parameters) - {"self"}
+
+
+def test_api_surface_recorded_events_read_back_are_frozen_dataclasses() -> None:
+    import dataclasses
+
+    with evstore.EventStore("memory://") as store:
+        store.append_to_stream("s", 0, [evstore.EventData("E", {"a": 1})])
+        [event] = store.read_stream_forward("s")
+
+    assert type(event) is evstore.RecordedEvent
+    assert dataclasses.is_dataclass(event)
+    assert dataclasses.replace(event, data=2).data == 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.data = 3  # type: ignore[misc]
+    assert event == dataclasses.replace(event)
+    assert hash(event.event_id) == hash(dataclasses.replace(event).event_id)

@@ -8,6 +8,7 @@ serialisation, one ``created_at`` per append, timeouts, and turning stored rows 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from evstore._types import (
     SnapshotData,
     StreamInfo,
     coerce_uuid,
+    recorded_event,
 )
 from evstore._validation import (
     MAX_INT,
@@ -258,7 +260,7 @@ class AsyncEventStore:
             if metadata is not None and not flags & METADATA_RAW:
                 metadata = deserialize(metadata, None)
             decoded.append(
-                RecordedEvent(
+                recorded_event(
                     row[1],
                     row[0],
                     row[2],
@@ -441,20 +443,31 @@ class AsyncEventStore:
     def _stream(
         self, stream_id: str, start: int, batch_size: int, *, forward: bool
     ) -> AsyncIterator[RecordedEvent]:
+        def read(first: int) -> asyncio.Task[list[RecordedEvent]]:
+            return asyncio.ensure_future(
+                self._read(stream_id, first, batch_size, forward=forward, conn=None)
+            )
+
         async def pages() -> AsyncIterator[RecordedEvent]:
-            next_start = start
-            while True:
-                batch = await self._read(
-                    stream_id, next_start, batch_size, forward=forward, conn=None
-                )
-                for event in batch:
-                    yield event
-                if len(batch) < batch_size:
-                    return
-                # Continue after the last event number, so hard-delete gaps are skipped.
-                next_start = batch[-1].event_number + (1 if forward else -1)
-                if not forward and next_start < 1:
-                    return
+            # The next page is read while the caller works through this one, so the
+            # database round trip overlaps with the caller's processing.
+            pending: asyncio.Task[list[RecordedEvent]] | None = read(start)
+            try:
+                while pending is not None:
+                    batch = await pending
+                    pending = None
+                    if len(batch) == batch_size:
+                        # Continue after the last event number: hard-delete gaps are skipped.
+                        following = batch[-1].event_number + (1 if forward else -1)
+                        if forward or following >= 1:
+                            pending = read(following)
+                    for event in batch:
+                        yield event
+            finally:
+                if pending is not None and not pending.done():
+                    pending.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await pending
 
         return pages()
 
