@@ -8,7 +8,6 @@ serialisation, one ``created_at`` per append, timeouts, and turning stored rows 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime
@@ -443,31 +442,22 @@ class AsyncEventStore:
     def _stream(
         self, stream_id: str, start: int, batch_size: int, *, forward: bool
     ) -> AsyncIterator[RecordedEvent]:
-        def read(first: int) -> asyncio.Task[list[RecordedEvent]]:
-            return asyncio.ensure_future(
-                self._read(stream_id, first, batch_size, forward=forward, conn=None)
-            )
-
+        # Each page is read only when the caller asks for it, so an iterator sees events
+        # appended while it runs (reading ahead measured no faster: decoding dominates).
         async def pages() -> AsyncIterator[RecordedEvent]:
-            # The next page is read while the caller works through this one, so the
-            # database round trip overlaps with the caller's processing.
-            pending: asyncio.Task[list[RecordedEvent]] | None = read(start)
-            try:
-                while pending is not None:
-                    batch = await pending
-                    pending = None
-                    if len(batch) == batch_size:
-                        # Continue after the last event number: hard-delete gaps are skipped.
-                        following = batch[-1].event_number + (1 if forward else -1)
-                        if forward or following >= 1:
-                            pending = read(following)
-                    for event in batch:
-                        yield event
-            finally:
-                if pending is not None and not pending.done():
-                    pending.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await pending
+            next_start = start
+            while True:
+                batch = await self._read(
+                    stream_id, next_start, batch_size, forward=forward, conn=None
+                )
+                for event in batch:
+                    yield event
+                if len(batch) < batch_size:
+                    return
+                # Continue after the last event number, so hard-delete gaps are skipped.
+                next_start = batch[-1].event_number + (1 if forward else -1)
+                if not forward and next_start < 1:
+                    return
 
         return pages()
 
