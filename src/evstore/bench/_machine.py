@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import subprocess
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["describe_machine", "version_of"]
+__all__ = ["describe_machine", "source_revision", "version_of"]
 
 
 def version_of(distribution: str) -> str | None:
@@ -47,6 +48,30 @@ def _disk_of(directory: str) -> str | None:
     return f"{best[0]} {best[2]}" if best else None
 
 
+def source_revision() -> str | None:
+    """The git commit of the evstore source measured, ``+dirty`` when ``src/`` has
+    uncommitted changes (which the figures then include), or None outside a checkout."""
+    root = Path(__file__).resolve().parents[3]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if changes else "")
+
+
 def describe_machine(directory: str = ".") -> dict[str, Any]:
     """CPUs, memory, disk, Python and library versions, the time and the load average."""
     memory_kb = _first_line("/proc/meminfo", "MemTotal")
@@ -61,6 +86,7 @@ def describe_machine(directory: str = ".") -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "load_average_at_start": [round(x, 2) for x in load] if load else None,
+        "evstore_revision": source_revision(),
         "versions": {
             name: version_of(name)
             for name in ("evstore", "asyncpg", "orjson", "eventsourcing", "psycopg")

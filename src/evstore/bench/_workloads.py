@@ -45,7 +45,7 @@ Progress = Callable[[str], None]
 class Settings:
     """How long and how wide each workload runs."""
 
-    seconds: float = 5.0
+    seconds: float = 4.0
     warmup: float = 1.0
     writers: tuple[int, ...] = (1, 10, 50)
     readers: tuple[int, ...] = (1, 10, 50)

@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
+from evstore.bench._document import update_document
 from evstore.bench._report import render, run_tables
 from evstore.bench._results import Run
 from evstore.bench.runner import (
@@ -53,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
         "--from-json", type=Path, metavar="FILE", help="print the tables of a saved run; no run"
     )
     parser.add_argument(
+        "--update-doc",
+        type=Path,
+        metavar="FILE",
+        help="rewrite the marked result blocks of FILE (docs/benchmarks.md) with this run",
+    )
+    parser.add_argument(
         "--allow-non-durable",
         action="store_true",
         help="measure even when fsync or synchronous_commit is off (figures marked)",
@@ -77,7 +84,10 @@ def main(argv: Sequence[str] | None = None, *, results_dir: Path | None = None) 
     """Run the suite (or print a saved run); the process exit status."""
     args = _parser().parse_args(argv)
     if args.from_json is not None:
-        print_run(Run.from_json(json.loads(args.from_json.read_text())), markdown=args.markdown)
+        saved = Run.from_json(json.loads(args.from_json.read_text()))
+        print_run(saved, markdown=args.markdown)
+        if args.update_doc is not None:
+            _update_doc(args.update_doc, saved)
         return 0
     try:
         workloads = parse_workloads(args.only)
@@ -115,4 +125,11 @@ def main(argv: Sequence[str] | None = None, *, results_dir: Path | None = None) 
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(run.to_json(), indent=1) + "\n")
         print(f"results written to {output}", file=sys.stderr)
+    if args.update_doc is not None:
+        _update_doc(args.update_doc, run)
     return 0
+
+
+def _update_doc(path: Path, run: Run) -> None:
+    path.write_text(update_document(path.read_text(), run))
+    print(f"{path} updated", file=sys.stderr)
