@@ -39,6 +39,7 @@ WORKLOADS = {
 }
 
 Progress = Callable[[str], None]
+SCAN_PASSES = 2
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ async def scan(
     site: Site, systems: Sequence[str], s: Settings, progress: Progress, *, memory: bool
 ) -> list[Cell]:
     """W5: read ``s.scan_events`` events of ``$all`` from the origin, ``s.page`` per query
-    (one untimed pass first); with ``memory``, also evstore's RSS growth while streaming
+    (one untimed pass, then the best of two); with ``memory``, also evstore's RSS growth while streaming
     ``s.memory_events`` events in a fresh process."""
     cells = []
     per_stream = 1000
@@ -208,10 +209,15 @@ async def scan(
                 [new_stream_id() for _ in range(s.scan_events // per_stream)], per_stream
             )
             await site.prepare()
+            # The first pass after writing sets hint bits (PostgreSQL) and fills caches:
+            # untimed. Then the faster of two timed passes, which spares the figure a
+            # hiccup of the machine (every system gets the same treatment).
             await target.scan_all(s.page)
-            began = time.perf_counter()
-            count = await target.scan_all(s.page)
-            elapsed = time.perf_counter() - began
+            elapsed = float("inf")
+            for _pass in range(SCAN_PASSES):
+                began = time.perf_counter()
+                count = await target.scan_all(s.page)
+                elapsed = min(elapsed, time.perf_counter() - began)
         if count != s.scan_events:
             raise RuntimeError(f"{system} read {count} events of {s.scan_events}")
         cells.append(
