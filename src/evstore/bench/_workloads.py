@@ -198,8 +198,8 @@ async def scan(
     site: Site, systems: Sequence[str], s: Settings, progress: Progress, *, memory: bool
 ) -> list[Cell]:
     """W5: read ``s.scan_events`` events of ``$all`` from the origin, ``s.page`` per query
-    (one untimed pass, then the best of two); with ``memory``, also evstore's RSS growth while streaming
-    ``s.memory_events`` events in a fresh process."""
+    (one untimed pass, then the best of two); with ``memory``, also evstore's RSS growth
+    while streaming ``s.memory_events`` events in a fresh process."""
     cells = []
     per_stream = 1000
     for system in systems:
