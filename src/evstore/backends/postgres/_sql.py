@@ -805,17 +805,7 @@ class Sql:
         """A stream's row and the data of the latest entry of its metadata stream ($2)."""
         s = self.s
         return f"""SELECT st.stream_key, st.version, st.created_at, st.deleted_at,
-                (SELECT e.data FROM {s}.streams ms
-                    CROSS JOIN LATERAL (
-                        SELECT own.stream_version AS n, own.seq FROM {s}.events own
-                            WHERE own.stream_key = ms.stream_key
-                        UNION ALL
-                        SELECT l.stream_version, l.seq FROM {s}.links l
-                            WHERE l.stream_key = ms.stream_key
-                    ) entry
-                    JOIN {s}.events e ON e.seq = entry.seq
-                    WHERE ms.stream_id = $2
-                    ORDER BY entry.n DESC LIMIT 1) AS metadata
+                ({self._latest_data("$2")}) AS metadata
             FROM {s}.streams st WHERE st.stream_id = $1"""
 
     @property
@@ -824,7 +814,53 @@ class Sql:
 
     def read_stream(self, *, forward: bool) -> str:
         """Params: $1 stream_key, $2 lowest number, $3 highest number, $4 count,
-        $5 oldest created_at or NULL. Only sequenced events are returned.
+        $5 oldest created_at or NULL. Only sequenced events are returned."""
+        return self._stream_page(
+            forward=forward, key="$1", low="$2", high="$3", count="$4", cutoff="$5::timestamptz"
+        )
+
+    def read_stream_at_once(self, *, forward: bool) -> str:
+        """A stream's row, its latest metadata and a page of it, in one round trip.
+
+        Params: $1 stream id, $2 its metadata stream's id (or NULL), $3 start version (as
+        the caller gave it), $4 count. One row per event after four head columns (key,
+        version, deleted, metadata); a single row with NULL event columns when the page is
+        empty. The page ignores the metadata: when the metadata restricts what is visible,
+        the caller reads again with :meth:`read_stream`.
+        """
+        if forward:
+            low, high = "greatest($3, 1)", "st.version"
+        else:
+            low, high = "1", "CASE WHEN $3 < 0 THEN st.version ELSE least($3, st.version) END"
+        page = self._stream_page(
+            forward=forward, key="st.stream_key", low=low, high=high, count="$4", cutoff="NULL"
+        )
+        return f"""SELECT st.stream_key, st.version, st.deleted_at IS NOT NULL,
+                ({self._latest_data("$2")}), page.*
+            FROM {self.s}.streams st
+            LEFT JOIN LATERAL ({page}) page ON st.deleted_at IS NULL
+            WHERE st.stream_id = $1
+            ORDER BY page.n {"ASC" if forward else "DESC"}"""
+
+    def _latest_data(self, stream_id: str) -> str:
+        """The data of the latest entry of stream ``stream_id`` (an SQL expression)."""
+        s = self.s
+        return f"""SELECT e.data FROM {s}.streams ms
+                    CROSS JOIN LATERAL (
+                        SELECT own.stream_version AS n, own.seq FROM {s}.events own
+                            WHERE own.stream_key = ms.stream_key
+                        UNION ALL
+                        SELECT l.stream_version, l.seq FROM {s}.links l
+                            WHERE l.stream_key = ms.stream_key
+                    ) entry
+                    JOIN {s}.events e ON e.seq = entry.seq
+                    WHERE ms.stream_id = {stream_id}
+                    ORDER BY entry.n DESC LIMIT 1"""
+
+    def _stream_page(
+        self, *, forward: bool, key: str, low: str, high: str, count: str, cutoff: str
+    ) -> str:
+        """A page of a stream, by event number (SQL expressions for each bound).
 
         Each arm (own events, links) is ordered and limited on its own, so both are index
         scans that stop after ``count`` rows; the outer query merges at most twice count rows.
@@ -835,33 +871,33 @@ class Sql:
         """
         s = self.s
         if forward:
-            order, near, far = "ASC", ">= $2", "<= $3"
+            order, near, far = "ASC", f">= {low}", f"<= {high}"
         else:
-            order, near, far = "DESC", "<= $3", ">= $2"
+            order, near, far = "DESC", f"<= {high}", f">= {low}"
         return f"""SELECT entry.n, e.event_id, origin.stream_id, e.stream_version, p.position,
                 e.event_type, e.data, e.metadata, e.flags, e.correlation_id, e.causation_id,
                 e.created_at
             FROM (
                 (SELECT own.stream_version AS n, own.seq FROM {s}.events own
-                    WHERE own.stream_key = $1 AND own.stream_version {near}
+                    WHERE own.stream_key = {key} AND own.stream_version {near}
                       AND own.stream_version + 0 {far}
-                      AND ($5::timestamptz IS NULL OR own.created_at >= $5::timestamptz)
+                      AND ({cutoff} IS NULL OR own.created_at >= {cutoff})
                       AND EXISTS (SELECT FROM {s}.all_positions ap WHERE ap.seq = own.seq)
-                    ORDER BY own.stream_version {order} LIMIT $4)
+                    ORDER BY own.stream_version {order} LIMIT {count})
                 UNION ALL
                 (SELECT l.stream_version, l.seq FROM {s}.links l
                     JOIN {s}.events linked ON linked.seq = l.seq
-                    WHERE l.stream_key = $1 AND l.stream_version {near}
+                    WHERE l.stream_key = {key} AND l.stream_version {near}
                       AND l.stream_version + 0 {far}
-                      AND ($5::timestamptz IS NULL OR linked.created_at >= $5::timestamptz)
+                      AND ({cutoff} IS NULL OR linked.created_at >= {cutoff})
                       AND EXISTS (SELECT FROM {s}.all_positions ap WHERE ap.seq = l.seq)
-                    ORDER BY l.stream_version {order} LIMIT $4)
+                    ORDER BY l.stream_version {order} LIMIT {count})
             ) entry
             JOIN {s}.events e ON e.seq = entry.seq
             JOIN {s}.all_positions p ON p.seq = e.seq
             JOIN {s}.streams origin ON origin.stream_key = e.stream_key
             ORDER BY entry.n {order}
-            LIMIT $4"""
+            LIMIT {count}"""
 
     def read_all(self, *, forward: bool) -> str:
         """Params: $1 lowest position, $2 highest position, $3 count."""

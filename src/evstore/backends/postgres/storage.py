@@ -490,21 +490,32 @@ class PostgresBackend(StorageBackend):
         meta_stream = None if is_metadata_stream(stream_id) else metadata_stream_of(stream_id)
         with translated(f"reading stream {stream_id!r}"):
             async with self._connection(conn) as c:
-                stream = await c.fetchrow(self._sql.stream_with_metadata, stream_id, meta_stream)
-                if stream is None:
+                # One round trip for the common case: the stream's row, its metadata and
+                # the page as if nothing were hidden. Only when the metadata does hide
+                # events is the page read again, with the visible bounds.
+                found = await c.fetch(
+                    self._sql.read_stream_at_once(forward=forward),
+                    stream_id,
+                    meta_stream,
+                    start_version,
+                    count,
+                )
+                if not found:
                     raise StreamNotFoundError(
                         f"stream {stream_id!r} does not exist", stream_id=stream_id
                     )
-                if stream[3] is not None:
+                key, version, deleted, metadata = found[0][:4]
+                if deleted:
                     raise StreamDeletedError(
                         f"stream {stream_id!r} is deleted", stream_id=stream_id
                     )
-                key, version, metadata = stream[0], stream[1], stream[4]
                 visible = (
                     UNRESTRICTED
                     if metadata is None
                     else visible_range(metadata, version, datetime.now(UTC))
                 )
+                if visible == UNRESTRICTED:
+                    return [row[4:] for row in found if row[4] is not None]
                 if forward:
                     low, high = max(start_version, visible.min_version, 1), version
                 else:
