@@ -235,8 +235,9 @@ class Sql:
         ]
 
     def migration_2(self) -> list[str]:
-        """Version 2: the set-based group-commit append (``evstore_append_batch``)."""
-        return [self._append_batch_function()]
+        """Version 2: the set-based group-commit append (``evstore_append_batch``), and a
+        sequencer cycle that writes nothing when it numbers nothing."""
+        return [self._append_batch_function(), self._sequence_function()]
 
     def create_migrations_table(self) -> str:
         return f"""CREATE TABLE IF NOT EXISTS {self.s}.schema_migrations (
@@ -737,9 +738,14 @@ class Sql:
                     )
                     SELECT (SELECT snapshot FROM current), (SELECT count(*) FROM numbered)
                         INTO v_new_snapshot, o_assigned;
-                    UPDATE {s}.sequencer_state
-                        SET snapshot = v_new_snapshot, last_position = last_position + o_assigned;
+                    -- Nothing numbered (another process's cycle, queued before this one on
+                    -- the lock, took the rows): write nothing, so this transaction gets no
+                    -- xid and its commit no fsync. Keeping the older snapshot is safe: no
+                    -- row it leaves pending is visible and unnumbered now.
                     IF o_assigned > 0 THEN
+                        UPDATE {s}.sequencer_state
+                            SET snapshot = v_new_snapshot,
+                                last_position = last_position + o_assigned;
                         PERFORM pg_notify({quote_literal(self.channel)},
                                           (v_last + o_assigned)::text);
                     END IF;
