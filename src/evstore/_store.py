@@ -8,6 +8,7 @@ serialisation, one ``created_at`` per append, timeouts, and turning stored rows 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime
@@ -600,7 +601,7 @@ class AsyncEventStore:
                 f"metadata cannot be encoded as JSON: {exc}", argument="metadata"
             ) from exc
         event = NewEvent(
-            EventData(METADATA_EVENT_TYPE, None).event_id,
+            uuid.uuid4(),
             METADATA_EVENT_TYPE,
             payload,
             None,

@@ -807,14 +807,6 @@ class Sql:
             DELETE FROM {s}.streams WHERE stream_key = $1"""
 
     @property
-    def stream_with_metadata(self) -> str:
-        """A stream's row and the data of the latest entry of its metadata stream ($2)."""
-        s = self.s
-        return f"""SELECT st.stream_key, st.version, st.created_at, st.deleted_at,
-                ({self._latest_data("$2")}) AS metadata
-            FROM {s}.streams st WHERE st.stream_id = $1"""
-
-    @property
     def stream_row(self) -> str:
         return f"SELECT version, created_at, deleted_at FROM {self.s}.streams WHERE stream_id = $1"
 
