@@ -92,10 +92,11 @@ async def test_append_committed_while_sequencer_is_held_returns_without_position
 
         # The write happened: it is reported as a success, without its position...
         assert result == AppendResult(2, None)
-        # ...and the position comes once the sequencer is free again (its next cycle, at
-        # the latest after poll_interval: wait for it, bounded).
-        async with asyncio.timeout(10):
-            while len(events := await store.read_stream_forward("s")) < 2:
-                await asyncio.sleep(0.05)
+        # ...and it gets its position once the sequencer is free again: the next append
+        # returns only after a cycle numbered its own event, and a cycle numbers every
+        # committed event still without a position.
+        after = await store.append_to_stream("t", ANY_VERSION, [EventData("E", 3)])
+        assert after.position == 3
+        events = await store.read_stream_forward("s")
         assert [e.stream_version for e in events] == [1, 2]
         assert [e.position for e in events] == [1, 2]
