@@ -262,8 +262,8 @@ class GroupCommitWriter:
         own subtransaction, pipelined.
         """
         # A lone append goes straight to evstore_append: the set-based statement's
-        # bookkeeping only pays off when a batch holds several appends (measured: one
-        # 100-event append, 14,300 against 16,100 events/s).
+        # bookkeeping only pays off when a batch holds several appends (benchmarks/
+        # hot_paths.py: one 100-event append 4.0 ms through it, 2.1 ms without).
         if self._batch_statement is not None and len(ordered) > 1:
             try:
                 row = await conn.fetchrow(self._batch_statement, *_batch_arguments(ordered))
