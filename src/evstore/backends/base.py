@@ -19,6 +19,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from evstore._types import AppendResult, ExpectedVersion, Page, StreamInfo
+from evstore.backends.signal import ChangeSignal
 from evstore.errors import NotSupportedError
 
 __all__ = [
@@ -26,10 +27,13 @@ __all__ = [
     "METADATA_RAW",
     "EventRow",
     "NewEvent",
+    "ParkedEntry",
     "SortBy",
     "SortDir",
     "StorageBackend",
     "StoredSnapshot",
+    "SubscriptionLock",
+    "SubscriptionRecord",
     "refuse_conn",
 ]
 
@@ -81,6 +85,69 @@ class StoredSnapshot:
     created_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SubscriptionRecord:
+    """A persistent subscription's stored row.
+
+    Attributes:
+        stream_id: the subscribed stream (``"$all"`` for all streams).
+        subscription_name: the subscription's name.
+        last_seen: the checkpoint: the event number up to which every event is handled
+            (0 = none); delivery resumes after it.
+        created_at: when the row was created (UTC).
+        parked_count: events parked for it.
+    """
+
+    stream_id: str
+    subscription_name: str
+    last_seen: int
+    created_at: datetime
+    parked_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedEntry:
+    """One parked event of a subscription.
+
+    Attributes:
+        event_number: the number the subscription delivered it under (stream version, link
+            number, or global position for ``"$all"``).
+        position: the event's global position (to read it back from ``$all``).
+        reason: why it was parked (``"nack"``, ``"max retries"``, ...).
+        retry_count: how many times it had been retried when parked.
+        parked_at: when it was parked (UTC).
+        replay_requested: ``replay_parked`` asked for it to be delivered again.
+    """
+
+    event_number: int
+    position: int
+    reason: str
+    retry_count: int
+    parked_at: datetime
+    replay_requested: bool = False
+
+
+class SubscriptionLock(abc.ABC):
+    """Ownership of a named persistent subscription, held by one process at a time.
+
+    It is released by :meth:`release` or when the holder dies (PostgreSQL: the session that
+    holds the advisory lock ends; SQLite: the process holding the lock file exits).
+    """
+
+    @property
+    @abc.abstractmethod
+    def lost(self) -> bool:
+        """True once the lock was lost without :meth:`release` (its connection died)."""
+
+    @abc.abstractmethod
+    async def wait_lost(self) -> None:
+        """Return when the lock is lost (never returns while it is held)."""
+
+    @abc.abstractmethod
+    async def release(self) -> None:
+        """Give the lock up. Idempotent."""
+
+
 class StorageBackend(abc.ABC):
     """One database holding one event store.
 
@@ -91,6 +158,8 @@ class StorageBackend(abc.ABC):
     """
 
     enable_hard_deletes: bool = False
+    poll_interval: float = 0.5
+    """Seconds a follower waits for a :attr:`changes` signal before it reads again."""
     supports_binary: bool = True
     """False when payloads must be JSON (PostgreSQL with ``column_data_type="jsonb"``)."""
     times_appends: bool = False
@@ -215,6 +284,70 @@ class StorageBackend(abc.ABC):
         sort_dir: SortDir,
     ) -> Page[StreamInfo]:
         """List streams (``$all`` first by creation), soft-deleted ones included."""
+
+    # -- following the log (subscriptions) ------------------------------------------
+
+    @property
+    def changes(self) -> ChangeSignal:
+        """Signalled when new events may be readable (local commits, other processes'
+        notifications). A hint only: followers always re-read, and also every
+        :attr:`poll_interval` seconds."""
+        signal: ChangeSignal | None = getattr(self, "_change_signal", None)
+        if signal is None:
+            signal = ChangeSignal()
+            self._change_signal = signal
+        return signal
+
+    async def watch_changes(self) -> None:
+        """Start listening for other processes' commits (PostgreSQL LISTEN). Idempotent;
+        called when the first subscription starts. Backends without a cross-process
+        notification channel rely on polling and do nothing."""
+        return None
+
+    # -- persistent subscriptions ---------------------------------------------------
+
+    async def subscription_checkpoint(self, stream_id: str, name: str, start_from: int) -> int:
+        """Find or create the subscription's row; return its checkpoint (``last_seen``).
+
+        A new row starts at ``start_from``; an existing row keeps its checkpoint.
+        """
+        raise NotSupportedError(f"{type(self).__name__} does not support subscriptions")
+
+    async def store_checkpoint(self, stream_id: str, name: str, last_seen: int) -> None:
+        """Set the subscription's checkpoint (no-op when the row no longer exists)."""
+        raise NotSupportedError(f"{type(self).__name__} does not support subscriptions")
+
+    async def delete_subscription(self, stream_id: str, name: str) -> None:
+        """Delete the subscription's row and its parked events, if any."""
+        raise NotSupportedError(f"{type(self).__name__} does not support subscriptions")
+
+    async def list_subscriptions(self) -> list[SubscriptionRecord]:
+        """Every subscription row, ordered by (stream_id, subscription_name)."""
+        raise NotSupportedError(f"{type(self).__name__} does not support subscriptions")
+
+    async def park(self, stream_id: str, name: str, entries: Sequence[ParkedEntry]) -> None:
+        """Store parked events (replacing an entry with the same event number).
+
+        Works whether or not the subscription has a row (transient subscriptions park too).
+        """
+        raise NotSupportedError(f"{type(self).__name__} does not support subscriptions")
+
+    async def parked(self, stream_id: str, name: str) -> list[ParkedEntry]:
+        """The subscription's parked events, oldest parked first."""
+        raise NotSupportedError(f"{type(self).__name__} does not support subscriptions")
+
+    async def request_replay(self, stream_id: str, name: str) -> int:
+        """Mark every parked event of the subscription for replay; return how many."""
+        raise NotSupportedError(f"{type(self).__name__} does not support subscriptions")
+
+    async def unpark(self, stream_id: str, name: str, event_numbers: Sequence[int]) -> None:
+        """Remove parked entries (handled after a replay)."""
+        raise NotSupportedError(f"{type(self).__name__} does not support subscriptions")
+
+    async def try_lock_subscription(self, stream_id: str, name: str) -> SubscriptionLock | None:
+        """Take ownership of the subscription without waiting; ``None`` when another
+        holder (this process or another) has it."""
+        raise NotSupportedError(f"{type(self).__name__} does not support subscriptions")
 
     # -- snapshots -------------------------------------------------------------------
 

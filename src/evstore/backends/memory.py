@@ -11,6 +11,8 @@ database called ``name``, so several stores can share one.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,10 +23,13 @@ from evstore._types import ALL_STREAM, AppendResult, ExpectedVersion, Page, Stre
 from evstore.backends.base import (
     EventRow,
     NewEvent,
+    ParkedEntry,
     SortBy,
     SortDir,
     StorageBackend,
     StoredSnapshot,
+    SubscriptionLock,
+    SubscriptionRecord,
     refuse_conn,
 )
 from evstore.backends.rules import (
@@ -39,6 +44,7 @@ from evstore.backends.rules import (
     total_pages,
     visible_range,
 )
+from evstore.backends.signal import ChangeSignal
 from evstore.errors import (
     DuplicateEventError,
     EventNotFoundError,
@@ -118,6 +124,31 @@ class _Database:
     all_log: list[_Event | None] = field(default_factory=list)
     snapshots: dict[str, StoredSnapshot] = field(default_factory=dict)
     next_key: int = 1
+    subscriptions: dict[tuple[str, str], SubscriptionRecord] = field(default_factory=dict)
+    parked: dict[tuple[str, str], dict[int, ParkedEntry]] = field(default_factory=dict)
+    locks: set[tuple[str, str]] = field(default_factory=set)
+    changes: ChangeSignal = field(default_factory=ChangeSignal)
+
+
+class _MemoryLock(SubscriptionLock):
+    """Ownership within this process (a memory database lives in one process)."""
+
+    def __init__(self, db: _Database, key: tuple[str, str]) -> None:
+        self._db = db
+        self._key = key
+        self._released = False
+
+    @property
+    def lost(self) -> bool:
+        return False
+
+    async def wait_lost(self) -> None:
+        await asyncio.get_running_loop().create_future()  # a memory lock is never lost
+
+    async def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._db.locks.discard(self._key)
 
 
 _NAMED: dict[str, _Database] = {}
@@ -169,6 +200,7 @@ class MemoryBackend(StorageBackend):
         fresh = _Database()
         db.streams, db.events, db.all_log = fresh.streams, fresh.events, fresh.all_log
         db.snapshots, db.next_key = fresh.snapshots, fresh.next_key
+        db.subscriptions, db.parked = fresh.subscriptions, fresh.parked
         return "The in-memory database has been reset."
 
     async def schema_version(self) -> str | None:
@@ -229,6 +261,7 @@ class MemoryBackend(StorageBackend):
             stream.entries.append(stored)
             db.all_log.append(stored)
             db.events[event.event_id] = stored
+        db.changes.notify()
         return AppendResult(stream.version, len(db.all_log))
 
     async def link(
@@ -257,6 +290,7 @@ class MemoryBackend(StorageBackend):
         if stream is None:
             stream = self._create_stream(stream_id, datetime.now(UTC))
         stream.entries.extend(db.events[event_id] for event_id in event_ids)
+        db.changes.notify()
         return AppendResult(stream.version, stream.entries[-1].position)  # type: ignore[union-attr]
 
     async def delete_stream(
@@ -420,6 +454,66 @@ class MemoryBackend(StorageBackend):
 
     async def delete_snapshot(self, source_id: str) -> None:
         self._database().snapshots.pop(source_id, None)
+
+    # -- following the log and persistent subscriptions ------------------------------
+
+    @property
+    def changes(self) -> ChangeSignal:
+        return self._database().changes
+
+    async def subscription_checkpoint(self, stream_id: str, name: str, start_from: int) -> int:
+        db = self._database()
+        record = db.subscriptions.get((stream_id, name))
+        if record is None:
+            record = SubscriptionRecord(stream_id, name, start_from, datetime.now(UTC))
+            db.subscriptions[(stream_id, name)] = record
+        return record.last_seen
+
+    async def store_checkpoint(self, stream_id: str, name: str, last_seen: int) -> None:
+        db = self._database()
+        record = db.subscriptions.get((stream_id, name))
+        if record is not None:
+            db.subscriptions[(stream_id, name)] = dataclasses.replace(record, last_seen=last_seen)
+
+    async def delete_subscription(self, stream_id: str, name: str) -> None:
+        db = self._database()
+        db.subscriptions.pop((stream_id, name), None)
+        db.parked.pop((stream_id, name), None)
+
+    async def list_subscriptions(self) -> list[SubscriptionRecord]:
+        db = self._database()
+        return [
+            dataclasses.replace(record, parked_count=len(db.parked.get(key, {})))
+            for key, record in sorted(db.subscriptions.items())
+        ]
+
+    async def park(self, stream_id: str, name: str, entries: Sequence[ParkedEntry]) -> None:
+        parked = self._database().parked.setdefault((stream_id, name), {})
+        for entry in entries:
+            parked.pop(entry.event_number, None)  # re-parking moves it to the end
+            parked[entry.event_number] = entry
+
+    async def parked(self, stream_id: str, name: str) -> list[ParkedEntry]:
+        return list(self._database().parked.get((stream_id, name), {}).values())
+
+    async def request_replay(self, stream_id: str, name: str) -> int:
+        parked = self._database().parked.get((stream_id, name), {})
+        for number, entry in parked.items():
+            parked[number] = dataclasses.replace(entry, replay_requested=True)
+        return len(parked)
+
+    async def unpark(self, stream_id: str, name: str, event_numbers: Sequence[int]) -> None:
+        parked = self._database().parked.get((stream_id, name), {})
+        for number in event_numbers:
+            parked.pop(number, None)
+
+    async def try_lock_subscription(self, stream_id: str, name: str) -> SubscriptionLock | None:
+        db = self._database()
+        key = (stream_id, name)
+        if key in db.locks:
+            return None
+        db.locks.add(key)
+        return _MemoryLock(db, key)
 
 
 def _sorted(
