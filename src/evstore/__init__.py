@@ -43,6 +43,13 @@ from evstore.errors import (
     WrongExpectedVersionError,
 )
 from evstore.serialization import JsonSerializer, Serializer
+from evstore.subscriptions import (
+    Subscription,
+    SubscriptionInfo,
+    SubscriptionRequest,
+    TransientSubscription,
+)
+from evstore.subscriptions._sync import SyncSubscription, SyncTransientSubscription
 
 __version__ = "0.1.0"
 
@@ -78,9 +85,15 @@ __all__ = [
     "StreamExistsError",
     "StreamInfo",
     "StreamNotFoundError",
+    "Subscription",
     "SubscriptionAlreadyExistsError",
     "SubscriptionError",
+    "SubscriptionInfo",
+    "SubscriptionRequest",
+    "SyncSubscription",
+    "SyncTransientSubscription",
     "TooManySubscribersError",
+    "TransientSubscription",
     "WrongExpectedVersionError",
     "__version__",
 ]

@@ -60,6 +60,8 @@ from evstore.errors import (
     StreamNotFoundError,
 )
 from evstore.serialization import Serializer
+from evstore.subscriptions._api import SubscriptionMethods
+from evstore.subscriptions._registry import SubscriptionRegistry
 
 __all__ = ["AsyncEventStore"]
 
@@ -69,7 +71,7 @@ SORT_BY: tuple[SortBy, ...] = ("created_at", "stream_id", "stream_version", "del
 SORT_DIR: tuple[SortDir, ...] = ("asc", "desc")
 
 
-class AsyncEventStore:
+class AsyncEventStore(SubscriptionMethods):
     """An event store on one database, used from asyncio.
 
     Args:
@@ -99,6 +101,9 @@ class AsyncEventStore:
         self._backend: StorageBackend = make_backend(self._config)
         self._serializer: Serializer = self._config.serializer
         self._opened = False
+        self._subscriptions = SubscriptionRegistry(
+            self._backend, self._read_forward, self._stream_version
+        )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -123,7 +128,10 @@ class AsyncEventStore:
         """Finish pending writes and disconnect. Idempotent."""
         if self._opened:
             self._opened = False
-            await self._backend.close()
+            try:
+                await self._subscriptions.close()
+            finally:
+                await self._backend.close()
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -394,6 +402,13 @@ class AsyncEventStore:
                 self._backend.read_stream(stream_id, start, count, forward=forward, conn=conn)
             )
         return self._decode(rows)
+
+    async def _read_forward(self, stream_id: str, start: int, count: int) -> list[RecordedEvent]:
+        return await self._read(stream_id, start, count, forward=True, conn=None)
+
+    async def _stream_version(self, stream_id: str) -> int:
+        info = await self._run(self._backend.stream_info(stream_id))
+        return info.stream_version
 
     async def read_stream_forward(
         self, stream_id: str, start_version: int = 0, count: int = 1000, *, conn: Any = None

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import Future
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, Unpack
 from uuid import UUID
 
 from evstore._store import AsyncEventStore as _Async
@@ -31,6 +31,9 @@ from evstore._types import (
 )
 from evstore.backends.base import SortBy, SortDir
 from evstore.serialization import Serializer
+from evstore.subscriptions._handles import SubscriptionInfo
+from evstore.subscriptions._options import PersistentOptions
+from evstore.subscriptions._sync import SyncSubscription, SyncTransientSubscription
 
 __all__ = ["EventStore"]
 
@@ -73,6 +76,11 @@ def _run_once(coro: Coroutine[Any, Any, T]) -> T:
         return worker.run(coro)
     finally:
         worker.stop()
+
+
+async def _awaited(awaitable: Any) -> Any:
+    """A coroutine awaiting ``awaitable`` (the loop thread runs coroutines only)."""
+    return await awaitable
 
 
 class EventStore:
@@ -321,6 +329,61 @@ class EventStore:
     ) -> AppendResult:
         """See :meth:`AsyncEventStore.set_stream_metadata`."""
         return self._call(self._async.set_stream_metadata(stream_id, metadata, expected_version))
+
+    # -- subscriptions ---------------------------------------------------------------
+
+    def subscribe(
+        self,
+        stream_id: str,
+        *,
+        selector: Callable[[RecordedEvent], Any] | None = None,
+        mapper: Callable[[RecordedEvent], Any] | None = None,
+    ) -> SyncTransientSubscription:
+        """See :meth:`AsyncEventStore.subscribe`; returns a blocking iterator of batches."""
+        request = self._async.subscribe(stream_id, selector=selector, mapper=mapper)
+        return SyncTransientSubscription(self._call(_awaited(request)), self._call)
+
+    def subscribe_to_stream(
+        self, stream_id: str, subscription_name: str, **options: Unpack[PersistentOptions]
+    ) -> SyncSubscription:
+        """See :meth:`AsyncEventStore.subscribe_to_stream`; returns a blocking handle."""
+        request = self._async.subscribe_to_stream(stream_id, subscription_name, **options)
+        return SyncSubscription(self._call(_awaited(request)), self._call)
+
+    def subscribe_to_all_streams(
+        self, subscription_name: str, **options: Unpack[PersistentOptions]
+    ) -> SyncSubscription:
+        """See :meth:`AsyncEventStore.subscribe_to_all_streams`."""
+        request = self._async.subscribe_to_all_streams(subscription_name, **options)
+        return SyncSubscription(self._call(_awaited(request)), self._call)
+
+    def unsubscribe_from_stream(self, stream_id: str, name: str) -> None:
+        """See :meth:`AsyncEventStore.unsubscribe_from_stream`."""
+        self._call(self._async.unsubscribe_from_stream(stream_id, name))
+
+    def unsubscribe_from_all_streams(self, name: str) -> None:
+        """See :meth:`AsyncEventStore.unsubscribe_from_all_streams`."""
+        self._call(self._async.unsubscribe_from_all_streams(name))
+
+    def delete_subscription(self, stream_id: str, name: str) -> None:
+        """See :meth:`AsyncEventStore.delete_subscription`."""
+        self._call(self._async.delete_subscription(stream_id, name))
+
+    def delete_all_streams_subscription(self, name: str) -> None:
+        """See :meth:`AsyncEventStore.delete_all_streams_subscription`."""
+        self._call(self._async.delete_all_streams_subscription(name))
+
+    def parked_events(self, stream_id: str, name: str) -> list[RecordedEvent]:
+        """See :meth:`AsyncEventStore.parked_events`."""
+        return self._call(self._async.parked_events(stream_id, name))
+
+    def replay_parked(self, stream_id: str, name: str) -> None:
+        """See :meth:`AsyncEventStore.replay_parked`."""
+        self._call(self._async.replay_parked(stream_id, name))
+
+    def list_subscriptions(self) -> list[SubscriptionInfo]:
+        """See :meth:`AsyncEventStore.list_subscriptions`."""
+        return self._call(self._async.list_subscriptions())
 
     # -- snapshots -------------------------------------------------------------------
 

@@ -37,6 +37,20 @@ class ChangeSignal:
             if not waiter.done():
                 waiter.set_result(None)
 
+    def add_waiter(self, seen: int, waiter: asyncio.Future[None]) -> None:
+        """Complete ``waiter`` at the next :meth:`notify` (at once if the generation already
+        moved past ``seen``). Lets a follower wait for this signal *or* its own wake-ups
+        with one future; it must :meth:`discard` the waiter when done waiting."""
+        if self._generation != seen:
+            if not waiter.done():
+                waiter.set_result(None)
+            return
+        self._waiters.add(waiter)
+
+    def discard(self, waiter: asyncio.Future[None]) -> None:
+        """Forget a waiter given to :meth:`add_waiter`."""
+        self._waiters.discard(waiter)
+
     async def wait(self, seen: int, timeout: float | None) -> bool:
         """Wait until the generation moves past ``seen`` or ``timeout`` seconds pass.
 

@@ -1,0 +1,150 @@
+"""Transient subscriptions: events appended after subscribing, one batch per append.
+
+A feed follows ``$all`` from the position that was the end of the log when it subscribed,
+reads by position (notifications only wake it), and cuts what it reads into the appends
+they came from: consecutive events of one stream with consecutive versions and the same
+``created_at`` (every event of an append shares its time; two appends never do unless
+they write the same stream in the same microsecond). Events of a stream subscription are
+numbered by their version, as a read of the stream numbers them; links into the stream are
+not followed (they are not appends). It keeps at most
+:data:`MAX_WAITING_BATCHES` batches for a slow consumer and then stops reading until the
+consumer catches up, so memory stays bounded and nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from evstore._types import ALL_STREAM, RecordedEvent
+from evstore.backends.base import StorageBackend
+from evstore.errors import EventStoreTimeoutError, StorageError
+from evstore.subscriptions._engine import ReadEvents
+from evstore.subscriptions._inbox import Inbox
+
+__all__ = ["MAX_WAITING_BATCHES", "TransientFeed", "appends_of"]
+
+log = logging.getLogger("evstore.subscriptions")
+
+PAGE_SIZE = 1000
+MAX_WAITING_BATCHES = 1000
+
+
+def appends_of(events: list[RecordedEvent]) -> list[list[RecordedEvent]]:
+    """Cut events read from ``$all`` into the appends that wrote them."""
+    groups: list[list[RecordedEvent]] = []
+    previous: RecordedEvent | None = None
+    for event in events:
+        if (
+            previous is not None
+            and event.stream_id == previous.stream_id
+            and event.stream_version == previous.stream_version + 1
+            and event.created_at == previous.created_at
+        ):
+            groups[-1].append(event)
+        else:
+            groups.append([event])
+        previous = event
+    return groups
+
+
+class TransientFeed:
+    """Follows ``$all`` for one transient subscriber."""
+
+    def __init__(
+        self,
+        *,
+        stream_id: str,
+        selector: Callable[[RecordedEvent], Any] | None,
+        mapper: Callable[[RecordedEvent], Any] | None,
+        after_position: int,
+        backend: StorageBackend,
+        read: ReadEvents,
+        on_stopped: Callable[[TransientFeed], None],
+    ) -> None:
+        self.stream_id = stream_id
+        self._selector = selector
+        self._mapper = mapper
+        self._cursor = after_position
+        self._backend = backend
+        self._read = read
+        self._on_stopped = on_stopped
+        self.inbox = Inbox()
+        self._stopping = False
+        self._wake: asyncio.Future[None] | None = None
+        self.inbox.on_take = self._kick
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"evstore-transient-{stream_id}"
+        )
+
+    async def stop(self) -> None:
+        """Stop following; the consumer's iteration ends. Idempotent."""
+        self._stopping = True
+        self._kick()
+        if self._task is not asyncio.current_task():
+            await asyncio.shield(self._task)
+
+    def _kick(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _sleep(self, seconds: float, seen: int | None) -> None:
+        if self._stopping:
+            return
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._wake = wake
+        changes = self._backend.changes
+        if seen is not None:
+            changes.add_waiter(seen, wake)
+        try:
+            await asyncio.wait((wake,), timeout=seconds)
+        finally:
+            changes.discard(wake)
+            self._wake = None
+            wake.cancel()
+
+    async def _run(self) -> None:
+        error: BaseException | None = None
+        try:
+            await self._backend.watch_changes()
+            while not self._stopping:
+                if len(self.inbox) >= MAX_WAITING_BATCHES:
+                    await self._sleep(self._backend.poll_interval, None)  # woken by a take
+                    continue
+                seen = self._backend.changes.generation
+                try:
+                    events = await self._read(ALL_STREAM, self._cursor + 1, PAGE_SIZE)
+                except (StorageError, EventStoreTimeoutError) as exc:
+                    log.warning("transient subscription on %r: %s; retrying", self.stream_id, exc)
+                    await self._sleep(self._backend.poll_interval, None)
+                    continue
+                if events:
+                    self._cursor = events[-1].event_number
+                    self._deliver(events)
+                if len(events) < PAGE_SIZE:
+                    await self._sleep(self._backend.poll_interval, seen)
+        except Exception as exc:  # the subscriber's selector or mapper failed
+            log.error("transient subscription on %r failed: %r", self.stream_id, exc)
+            error = exc
+        finally:
+            self._stopping = True
+            self.inbox.close(error)
+            self._on_stopped(self)
+
+    def _deliver(self, events: list[RecordedEvent]) -> None:
+        selector, mapper = self._selector, self._mapper
+        for append in appends_of(events):
+            if self.stream_id != ALL_STREAM:
+                if append[0].stream_id != self.stream_id:
+                    continue
+                # Read from $all, numbered by position: number them as the stream does.
+                append = [dataclasses.replace(e, event_number=e.stream_version) for e in append]
+            if selector is not None:
+                append = [e for e in append if selector(e)]
+                if not append:
+                    continue
+            self.inbox.put(append if mapper is None else [mapper(e) for e in append])
