@@ -36,6 +36,7 @@ from evstore.errors import (
     InvalidArgumentError,
     StorageError,
     StreamNotFoundError,
+    SubscriptionError,
     TooManySubscribersError,
 )
 from evstore.subscriptions._inbox import Inbox
@@ -137,6 +138,7 @@ class PersistentEngine:
         self._lock: SubscriptionLock | None = None
         self.active = False
         self._activated = asyncio.Event()
+        self._finished = asyncio.Event()
         self.error: BaseException | None = None
         self._reset_memory()
         self.last_ack = 0
@@ -226,15 +228,33 @@ class PersistentEngine:
             self._finish()
 
     async def wait_active(self, timeout: float | None) -> None:
-        """Wait until this engine owns the subscription and delivers."""
+        """Wait until this engine owns the subscription and delivers.
+
+        Raises:
+            EventStoreTimeoutError: not within ``timeout`` seconds.
+            SubscriptionError: the subscription ended first (chained from its error).
+        """
+        waiters = [
+            asyncio.ensure_future(self._activated.wait()),
+            asyncio.ensure_future(self._finished.wait()),
+        ]
         try:
-            async with asyncio.timeout(timeout):
-                await self._activated.wait()
-        except TimeoutError:
-            raise EventStoreTimeoutError(
-                f"subscription {self.name!r} on {self.stream_id!r} did not become active "
-                f"within {timeout} s (another process may own it)"
-            ) from None
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if self.active and not self._stopping:
+            return
+        if self._finished.is_set() or self._stopping:
+            raise SubscriptionError(
+                f"subscription {self.name!r} on {self.stream_id!r} has ended",
+                stream_id=self.stream_id,
+                subscription_name=self.name,
+            ) from self.error
+        raise EventStoreTimeoutError(
+            f"subscription {self.name!r} on {self.stream_id!r} did not become active "
+            f"within {timeout} s (another process may own it)"
+        )
 
     # -- acknowledgements ------------------------------------------------------------
 
@@ -257,9 +277,9 @@ class PersistentEngine:
                     )
                 return  # already handled
             if tracked.deliveries == 0:
-                raise InvalidArgumentError(
-                    f"ack: event {number} has not been delivered yet", argument="ack"
-                )
+                # Read again after a lost ownership and not delivered yet: an ack from
+                # before the loss, ignored like every ack made while not owning.
+                return
             self._withdraw(tracked)  # delivered before; now queued again or with another
             self._handled(tracked)
         if not consumer.in_flight:
@@ -743,6 +763,7 @@ class PersistentEngine:
 
     def _finish(self) -> None:
         self._stopping = True
+        self._finished.set()
         for consumer in self.consumers:
             consumer.inbox.close(self.error)
         self.consumers.clear()
