@@ -13,7 +13,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from evstore._types import ALL_STREAM, Page, StreamInfo
-from evstore.backends.base import EventRow, SortBy, SortDir, StoredSnapshot
+from evstore.backends.base import (
+    EventRow,
+    ParkedEntry,
+    SortBy,
+    SortDir,
+    StoredSnapshot,
+    SubscriptionRecord,
+)
 from evstore.backends.rules import (
     UNRESTRICTED,
     VisibleRange,
@@ -27,7 +34,9 @@ from evstore.backends.sqlite._convert import event_rows, from_micros, to_micros
 from evstore.errors import SnapshotNotFoundError, StreamDeletedError, StreamNotFoundError
 
 __all__ = [
+    "list_subscriptions",
     "paginate_streams",
+    "parked",
     "read_all",
     "read_snapshot",
     "read_stream",
@@ -180,3 +189,23 @@ def read_snapshot(conn: sqlite3.Connection, source_id: str) -> StoredSnapshot:
     if row is None:
         raise SnapshotNotFoundError(f"no snapshot for source {source_id!r}", source_id=source_id)
     return StoredSnapshot(row[0], row[1], row[2], row[3], row[4], row[5], from_micros(row[6]))
+
+
+def list_subscriptions(conn: sqlite3.Connection) -> list[SubscriptionRecord]:
+    """Every subscription row with its parked count, by (stream_id, subscription_name)."""
+    return [
+        SubscriptionRecord(stream_id, name, last_seen, from_micros(created_at), parked_count)
+        for stream_id, name, last_seen, created_at, parked_count in conn.execute(
+            _sql.LIST_SUBSCRIPTIONS
+        )
+    ]
+
+
+def parked(conn: sqlite3.Connection, stream_id: str, name: str) -> list[ParkedEntry]:
+    """A subscription's parked entries, oldest parked first."""
+    return [
+        ParkedEntry(number, position, reason, retry_count, from_micros(parked_at), bool(replay))
+        for number, position, reason, retry_count, parked_at, replay in conn.execute(
+            _sql.PARKED, (stream_id, name)
+        )
+    ]

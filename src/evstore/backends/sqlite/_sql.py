@@ -20,7 +20,13 @@ and sort as numbers; UUIDs are 16-byte BLOBs):
 ``snapshots``
     One snapshot per ``source_id``; ``created_at`` keeps the first recording's time.
 ``subscriptions``
-    Persistent-subscription checkpoints (used by the subscription layer).
+    One row per persistent subscription: ``last_seen`` is its checkpoint (the event number
+    up to which every event is handled), ``created_at`` when the row was created.
+``parked_events`` (schema version 2)
+    Events a subscription gave up on (nacked with "park", or retried too often), keyed by
+    ``(stream_id, subscription_name, event_number)``. ``parked_key`` (AUTOINCREMENT) is the
+    parked order: parking an event again replaces its row, so it gets a new key and moves to
+    the end. No foreign key to ``subscriptions``: transient subscriptions park too.
 ``meta``
     Key/value facts about the store; ``created_at`` is ``$all``'s creation time.
 ``schema_migrations``
@@ -31,10 +37,11 @@ from __future__ import annotations
 
 __all__ = ["SCHEMA_VERSION"]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+"""The newest schema version; a database is current when it is recorded."""
 
 # Tables written by evstore's own writes; reset() empties them and their sequences.
-DATA_TABLES = ("links", "events", "streams", "snapshots", "subscriptions")
+DATA_TABLES = ("links", "events", "streams", "snapshots", "subscriptions", "parked_events")
 
 SCHEMA_V1 = (
     """CREATE TABLE IF NOT EXISTS meta (
@@ -90,13 +97,28 @@ SCHEMA_V1 = (
     )""",
 )
 
+SCHEMA_V2 = (
+    """CREATE TABLE IF NOT EXISTS parked_events (
+        parked_key INTEGER PRIMARY KEY AUTOINCREMENT,
+        stream_id TEXT NOT NULL,
+        subscription_name TEXT NOT NULL,
+        event_number INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        retry_count INTEGER NOT NULL,
+        parked_at INTEGER NOT NULL,
+        replay_requested INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (stream_id, subscription_name, event_number)
+    )""",
+)
+
 SCHEMA_MIGRATIONS = """CREATE TABLE IF NOT EXISTS schema_migrations (
     version TEXT PRIMARY KEY,
     applied_at INTEGER NOT NULL
 )"""
 
 # Migrations by version, applied in order inside one BEGIN IMMEDIATE transaction.
-MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (("1", SCHEMA_V1),)
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (("1", SCHEMA_V1), ("2", SCHEMA_V2))
 
 TABLE_EXISTS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
 APPLIED_VERSIONS = "SELECT version FROM schema_migrations"
@@ -160,6 +182,31 @@ ON CONFLICT (source_id) DO UPDATE SET
     metadata = excluded.metadata,
     flags = excluded.flags"""
 DELETE_SNAPSHOT = "DELETE FROM snapshots WHERE source_id = ?"
+
+# Find-or-create: a new row starts at the given checkpoint, an existing one keeps its own.
+INSERT_SUBSCRIPTION = """INSERT INTO subscriptions (
+    stream_id, subscription_name, last_seen, created_at
+) VALUES (?, ?, ?, ?) ON CONFLICT (stream_id, subscription_name) DO NOTHING"""
+SUBSCRIPTION_CHECKPOINT = (
+    "SELECT coalesce(last_seen, 0) FROM subscriptions WHERE stream_id = ? AND subscription_name = ?"
+)
+STORE_CHECKPOINT = (
+    "UPDATE subscriptions SET last_seen = ? WHERE stream_id = ? AND subscription_name = ?"
+)
+DELETE_SUBSCRIPTION = "DELETE FROM subscriptions WHERE stream_id = ? AND subscription_name = ?"
+DELETE_PARKED = "DELETE FROM parked_events WHERE stream_id = ? AND subscription_name = ?"
+# REPLACE deletes the conflicting row and inserts a new one with a new parked_key: a
+# re-parked event moves to the end of the parked order.
+PARK = """REPLACE INTO parked_events (
+    stream_id, subscription_name, event_number, position, reason, retry_count, parked_at,
+    replay_requested
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
+REQUEST_REPLAY = (
+    "UPDATE parked_events SET replay_requested = 1 WHERE stream_id = ? AND subscription_name = ?"
+)
+UNPARK = (
+    "DELETE FROM parked_events WHERE stream_id = ? AND subscription_name = ? AND event_number = ?"
+)
 
 # -- reads ------------------------------------------------------------------------------
 
@@ -241,6 +288,14 @@ def listing_order(sort_by: str, descending: bool) -> str:
         return f"{sort_by} IS NULL DESC, {sort_by} DESC, stream_key"
     return f"{sort_by} IS NULL, {sort_by}, stream_key"
 
+
+LIST_SUBSCRIPTIONS = """SELECT s.stream_id, s.subscription_name, coalesce(s.last_seen, 0),
+    s.created_at,
+    (SELECT count(*) FROM parked_events p
+        WHERE p.stream_id = s.stream_id AND p.subscription_name = s.subscription_name)
+FROM subscriptions s ORDER BY s.stream_id, s.subscription_name"""
+PARKED = """SELECT event_number, position, reason, retry_count, parked_at, replay_requested
+FROM parked_events WHERE stream_id = ? AND subscription_name = ? ORDER BY parked_key"""
 
 READ_SNAPSHOT = """SELECT source_id, source_version, source_type, data, metadata, flags,
     created_at FROM snapshots WHERE source_id = ?"""

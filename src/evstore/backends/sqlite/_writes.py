@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from evstore._types import AppendResult, ExpectedVersion
-from evstore.backends.base import NewEvent, StoredSnapshot
+from evstore.backends.base import NewEvent, ParkedEntry, StoredSnapshot
 from evstore.backends.rules import (
     StreamState,
     check_delete,
@@ -25,7 +25,20 @@ from evstore.backends.sqlite import _sql, lifecycle
 from evstore.backends.sqlite._convert import to_micros, uuid_bytes
 from evstore.errors import DuplicateEventError, EventNotFoundError
 
-__all__ = ["append", "delete_snapshot", "delete_stream", "link", "record_snapshot", "reset"]
+__all__ = [
+    "append",
+    "delete_snapshot",
+    "delete_stream",
+    "delete_subscription",
+    "link",
+    "park",
+    "record_snapshot",
+    "request_replay",
+    "reset",
+    "store_checkpoint",
+    "subscription_checkpoint",
+    "unpark",
+]
 
 _StreamRow = tuple[int, int, int | None]
 
@@ -200,3 +213,65 @@ def delete_snapshot(conn: sqlite3.Connection, source_id: str) -> None:
 
 def reset(conn: sqlite3.Connection) -> None:
     lifecycle.reset_data(conn)
+
+
+# -- persistent subscriptions -----------------------------------------------------------
+
+
+def subscription_checkpoint(
+    conn: sqlite3.Connection, stream_id: str, name: str, start_from: int
+) -> int:
+    """Find or create the subscription's row; return its checkpoint.
+
+    Both statements run under the write lock, so two processes creating the same
+    subscription at once agree on one row and one checkpoint.
+    """
+    now = to_micros(datetime.now(UTC))
+    conn.execute(_sql.INSERT_SUBSCRIPTION, (stream_id, name, start_from, now))
+    last_seen: int = conn.execute(_sql.SUBSCRIPTION_CHECKPOINT, (stream_id, name)).fetchone()[0]
+    return last_seen
+
+
+def store_checkpoint(conn: sqlite3.Connection, stream_id: str, name: str, last_seen: int) -> None:
+    """Set the checkpoint; a deleted subscription stays deleted (no row is created)."""
+    conn.execute(_sql.STORE_CHECKPOINT, (last_seen, stream_id, name))
+
+
+def delete_subscription(conn: sqlite3.Connection, stream_id: str, name: str) -> None:
+    conn.execute(_sql.DELETE_SUBSCRIPTION, (stream_id, name))
+    conn.execute(_sql.DELETE_PARKED, (stream_id, name))
+
+
+def park(
+    conn: sqlite3.Connection, stream_id: str, name: str, entries: Sequence[ParkedEntry]
+) -> None:
+    """Store parked entries in order; an entry parked again replaces the old one."""
+    conn.executemany(
+        _sql.PARK,
+        [
+            (
+                stream_id,
+                name,
+                entry.event_number,
+                entry.position,
+                entry.reason,
+                entry.retry_count,
+                to_micros(entry.parked_at),
+                int(entry.replay_requested),
+            )
+            for entry in entries
+        ],
+    )
+
+
+def request_replay(conn: sqlite3.Connection, stream_id: str, name: str) -> int:
+    """Flag every parked entry for replay; return how many there are."""
+    # SQLite counts every row the WHERE matched, already-flagged ones included.
+    count: int = conn.execute(_sql.REQUEST_REPLAY, (stream_id, name)).rowcount
+    return count
+
+
+def unpark(
+    conn: sqlite3.Connection, stream_id: str, name: str, event_numbers: Sequence[int]
+) -> None:
+    conn.executemany(_sql.UNPARK, [(stream_id, name, number) for number in event_numbers])

@@ -129,7 +129,8 @@ def apply_migrations(conn: sqlite3.Connection) -> list[str]:
 
 
 def reset_data(conn: sqlite3.Connection) -> None:
-    """Delete every stream, event, link, snapshot and subscription; restart the sequences.
+    """Delete every stream, event, link, snapshot, subscription and parked event; restart the
+    sequences.
 
     Runs inside the caller's transaction. The store's creation time and schema stay.
     """

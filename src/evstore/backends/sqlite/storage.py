@@ -5,6 +5,11 @@ connection, group commit). Reads run on a small pool of reader threads, each wit
 connection, so a read never waits for the writer (WAL). Lifecycle commands run on a
 worker thread with a short-lived connection when the backend is not open, and through the
 writer when it is.
+
+Subscriptions: checkpoints and parked events are ordinary writes and reads; every committed
+append or link signals :attr:`changes` on the appender's event loop, and other processes'
+commits are found by polling (SQLite has no notification channel). Ownership is an
+exclusive ``flock`` on a lock file beside the database (:mod:`._locks`).
 """
 
 from __future__ import annotations
@@ -25,13 +30,16 @@ from evstore._types import AppendResult, ExpectedVersion, Page, StreamInfo
 from evstore.backends.base import (
     EventRow,
     NewEvent,
+    ParkedEntry,
     SortBy,
     SortDir,
     StorageBackend,
     StoredSnapshot,
+    SubscriptionLock,
+    SubscriptionRecord,
     refuse_conn,
 )
-from evstore.backends.sqlite import _reads, _sql, _writes, lifecycle
+from evstore.backends.sqlite import _locks, _reads, _sql, _writes, lifecycle
 from evstore.backends.sqlite._errors import driver_errors
 from evstore.backends.sqlite.lifecycle import Target
 from evstore.backends.sqlite.writer import WriterStats, WriterThread
@@ -75,6 +83,10 @@ class SQLiteBackend(StorageBackend):
         self._reader_lock = threading.Lock()
         # Holds a :memory: database alive between opens and lifecycle commands.
         self._keeper: sqlite3.Connection | None = None
+        # Subscription locks this backend holds; close() releases them.
+        self._held: set[_locks.HeldLock] = set()
+        # Where the lock files live, fixed at open so a later chdir cannot move it.
+        self._lock_dir: str | None = None
 
     @property
     def path(self) -> str:
@@ -142,12 +154,21 @@ class SQLiteBackend(StorageBackend):
         finally:
             conn.close()
 
-    async def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``operation`` in the writer's next transaction (its own savepoint)."""
+    async def _write(
+        self,
+        operation: Callable[[sqlite3.Connection], T],
+        *,
+        on_commit: Callable[[], None] | None = None,
+    ) -> T:
+        """Run ``operation`` in the writer's next transaction (its own savepoint).
+
+        ``on_commit`` runs on this event loop once the operation's transaction committed,
+        even if the caller was cancelled meanwhile.
+        """
         writer = self._writer
         if writer is None:
             raise StorageError(f"the SQLite store {self._target.path!r} is not open")
-        result: T = await writer.submit(operation)
+        result: T = await writer.submit(operation, on_commit=on_commit)
         return result
 
     async def _manage(self, operation: Callable[[sqlite3.Connection], T]) -> T:
@@ -208,12 +229,21 @@ class SQLiteBackend(StorageBackend):
             self._keep_alive()
             conn = lifecycle.connect(target, writer=True)
             try:
-                if _sql.SCHEMA_VERSION not in lifecycle.versions(conn):
+                recorded = lifecycle.versions(conn)
+                if _sql.SCHEMA_VERSION not in recorded:
                     if not auto_init:
+                        if recorded:
+                            raise ConfigurationError(
+                                f"the SQLite database {target.path!r} is at schema version "
+                                f"{max(recorded, key=int)}, this evstore needs "
+                                f"{_sql.SCHEMA_VERSION}; run `evstore migrate` "
+                                "(or open with auto_init=True)"
+                            )
                         raise ConfigurationError(
                             f"the SQLite database {target.path!r} is not initialised; "
                             "run `evstore init` (or open with auto_init=True)"
                         )
+                    # Missing tables, or an older schema: both are brought up to date.
                     lifecycle.apply_migrations(conn)
             except BaseException:
                 conn.close()
@@ -225,6 +255,7 @@ class SQLiteBackend(StorageBackend):
         except BaseException:
             self._forget_memory()
             raise
+        self._lock_dir = None if target.in_memory else _locks.lock_directory(target.path)
         self._writer = WriterThread(conn, target.path)
         self._writer.start()
         self._readers = ThreadPoolExecutor(
@@ -234,9 +265,15 @@ class SQLiteBackend(StorageBackend):
     async def close(self) -> None:
         writer, readers = self._writer, self._readers
         self._writer = self._readers = None
-        if writer is not None:
-            # Queued writes finish first; the writer closes its own connection.
-            await self._blocking(writer.stop)
+        try:
+            if writer is not None:
+                # Queued writes finish first; the writer closes its own connection.
+                await self._blocking(writer.stop)
+        finally:
+            # Only after the queued writes (a last checkpoint among them) are committed: the
+            # next owner of a subscription must read the checkpoint this one left.
+            for lock in list(self._held):
+                lock.release_now()
         if readers is not None:
             await self._blocking(functools.partial(readers.shutdown, wait=True))
         with self._reader_lock:
@@ -297,7 +334,14 @@ class SQLiteBackend(StorageBackend):
         if target.in_memory:
             self._target = target.renamed()
             return "The in-memory SQLite database has been dropped."
-        existed = await self._blocking(lambda: lifecycle.remove_files(target.path))
+        lock_dir = _locks.lock_directory(target.path)
+
+        def remove() -> bool:
+            # Lock directory first: its name comes from the file's resolved path.
+            _locks.remove_directory(lock_dir)
+            return lifecycle.remove_files(target.path)
+
+        existed = await self._blocking(remove)
         if existed:
             return f"The SQLite database {target.path!r} has been dropped."
         return f"The SQLite database {target.path!r} does not exist."
@@ -338,7 +382,8 @@ class SQLiteBackend(StorageBackend):
                 expected=expected_version,
                 events=events,
                 created_at=created_at,
-            )
+            ),
+            on_commit=self.changes.notify if events else None,
         )
 
     async def link(
@@ -353,7 +398,8 @@ class SQLiteBackend(StorageBackend):
         return await self._write(
             functools.partial(
                 _writes.link, stream_id=stream_id, expected=expected_version, event_ids=event_ids
-            )
+            ),
+            on_commit=self.changes.notify if event_ids else None,
         )
 
     async def delete_stream(
@@ -441,3 +487,76 @@ class SQLiteBackend(StorageBackend):
 
     async def delete_snapshot(self, source_id: str) -> None:
         await self._write(functools.partial(_writes.delete_snapshot, source_id=source_id))
+
+    # -- persistent subscriptions ----------------------------------------------------
+
+    async def subscription_checkpoint(self, stream_id: str, name: str, start_from: int) -> int:
+        # A write even when the row exists: find-or-create must be one step under the write
+        # lock, or two processes could both miss the row and disagree on its start.
+        return await self._write(
+            functools.partial(
+                _writes.subscription_checkpoint,
+                stream_id=stream_id,
+                name=name,
+                start_from=start_from,
+            )
+        )
+
+    async def store_checkpoint(self, stream_id: str, name: str, last_seen: int) -> None:
+        await self._write(
+            functools.partial(
+                _writes.store_checkpoint, stream_id=stream_id, name=name, last_seen=last_seen
+            )
+        )
+
+    async def delete_subscription(self, stream_id: str, name: str) -> None:
+        await self._write(
+            functools.partial(_writes.delete_subscription, stream_id=stream_id, name=name)
+        )
+
+    async def list_subscriptions(self) -> list[SubscriptionRecord]:
+        return await self._read(_reads.list_subscriptions)
+
+    async def park(self, stream_id: str, name: str, entries: Sequence[ParkedEntry]) -> None:
+        if entries:
+            await self._write(
+                functools.partial(
+                    _writes.park, stream_id=stream_id, name=name, entries=list(entries)
+                )
+            )
+
+    async def parked(self, stream_id: str, name: str) -> list[ParkedEntry]:
+        return await self._read(functools.partial(_reads.parked, stream_id=stream_id, name=name))
+
+    async def request_replay(self, stream_id: str, name: str) -> int:
+        return await self._write(
+            functools.partial(_writes.request_replay, stream_id=stream_id, name=name)
+        )
+
+    async def unpark(self, stream_id: str, name: str, event_numbers: Sequence[int]) -> None:
+        if event_numbers:
+            await self._write(
+                functools.partial(
+                    _writes.unpark,
+                    stream_id=stream_id,
+                    name=name,
+                    event_numbers=list(event_numbers),
+                )
+            )
+
+    async def try_lock_subscription(self, stream_id: str, name: str) -> SubscriptionLock | None:
+        """Take the subscription's lock file (see :mod:`._locks`); ``None`` when held.
+
+        Raises:
+            StorageError: the backend is not open, or the lock file cannot be used.
+            NotSupportedError: the platform has no ``fcntl.flock``.
+        """
+        if self._writer is None:
+            raise StorageError(f"the SQLite store {self._target.path!r} is not open")
+        if self._lock_dir is None:
+            lock = _locks.lock_in_memory(self._target.database, stream_id, name, self._held.discard)
+        else:
+            lock = _locks.lock_file(self._lock_dir, stream_id, name, self._held.discard)
+        if lock is not None:
+            self._held.add(lock)
+        return lock

@@ -8,6 +8,10 @@ expectation, a duplicate id) is rolled back to its savepoint and gets its own er
 touching its neighbours — commits once, and only then resolves the futures. So a batch of
 concurrent appends costs one fsync, and no caller hears "done" before its data is durable.
 
+An operation may come with an ``on_commit`` callback, run on its caller's event loop once
+its transaction committed, even when the caller stopped waiting (a timed-out append that
+still committed must still wake the subscriptions following the log).
+
 ``BEGIN IMMEDIATE`` takes SQLite's write lock up front: other processes' writers wait on it
 (``busy_timeout``), writes serialise across processes, and rowid positions are handed out in
 commit order.
@@ -40,6 +44,7 @@ class _Request:
     operation: Operation
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    on_commit: Callable[[], None] | None = None
     value: Any = None
     error: BaseException | None = None
 
@@ -56,14 +61,20 @@ class WriterStats:
 
 
 def _settle(requests: list[_Request]) -> None:
-    """Resolve the futures (on their event loop) unless their callers gave up."""
+    """Resolve the futures (on their event loop) unless their callers gave up, then run the
+    ``on_commit`` callbacks of the operations that succeeded, each distinct one once."""
+    callbacks: dict[Callable[[], None], None] = {}
     for request in requests:
+        if request.error is None and request.on_commit is not None:
+            callbacks[request.on_commit] = None
         if request.future.done():
             continue
         if request.error is not None:
             request.future.set_exception(request.error)
         else:
             request.future.set_result(request.value)
+    for callback in callbacks:
+        callback()
 
 
 @dataclass
@@ -92,10 +103,14 @@ class WriterThread:
         )
         self._thread.start()
 
-    def submit(self, operation: Operation) -> asyncio.Future[Any]:
+    def submit(
+        self, operation: Operation, *, on_commit: Callable[[], None] | None = None
+    ) -> asyncio.Future[Any]:
         """Queue ``operation``; the future resolves after its transaction commits.
 
-        Must be called from a running event loop.
+        Must be called from a running event loop. ``on_commit`` runs on that loop after the
+        operation succeeded and its transaction committed, whether or not anyone still awaits
+        the future.
 
         Raises:
             StorageError: the writer is stopping (the backend is being closed).
@@ -107,7 +122,7 @@ class WriterThread:
         with self._lock:
             if self._closing:
                 raise StorageError(f"the SQLite store {self.path!r} is closed")
-            self._queue.put(_Request(operation, future, loop))
+            self._queue.put(_Request(operation, future, loop, on_commit))
         return future
 
     def stop(self) -> None:
