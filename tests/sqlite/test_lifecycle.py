@@ -98,7 +98,7 @@ async def test_sqlite_lifecycle_commands(tmp_path: Path) -> None:
     assert "already exists" in await AsyncEventStore.create(url)
     assert "already initialised" in await AsyncEventStore.init(url)
     assert "already at schema version" in await AsyncEventStore.migrate(url)
-    assert await AsyncEventStore.schema_version(url) == "1"
+    assert await AsyncEventStore.schema_version(url) == "2"
 
     async with AsyncEventStore(url) as store:
         created = (await store.stream_info("$all")).created_at

@@ -737,10 +737,11 @@ class PersistentEngine:
             or self._pending >= self.options.checkpoint_threshold
             or (after > 0 and now - self._last_advance >= after)
         ):
-            value = self.last_ack
+            value, written = self.last_ack, self._pending
             await self._backend.store_checkpoint(self.stream_id, self.name, value)
             self._persisted = value
-            self._pending = 0
+            # Acks handled while the write was in flight still count towards the next one.
+            self._pending -= written
 
     async def _shutdown(self) -> None:
         if self.active and self._lock is not None and self._lock.lost:
