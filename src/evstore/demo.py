@@ -110,6 +110,21 @@ async def run_demo(url: str | None = None) -> None:
                 balance -= amount
         _say(f"Replaying the whole stream gives a balance of {balance}.")
 
+        _say(
+            "\nA persistent subscription, 'balance-projector', catches up from its checkpoint "
+            "(stored in the database, so a second run only sees the new events):"
+        )
+        handled = 0
+        async with store.subscribe_to_stream(ACCOUNT, "balance-projector", buffer_size=100) as sub:
+            while sub.checkpoint < retry.stream_version:
+                batch = await sub.receive(timeout=10)
+                if batch is None:
+                    break
+                handled += len(batch)
+                await sub.ack(batch)
+            checkpoint = sub.checkpoint
+        _say(f"  it handled {handled} new event(s); its checkpoint is now version {checkpoint}.")
+
         all_events = await store.read_all_streams_backward(count=3)
         everything = await store.stream_info("$all")
         _say(

@@ -36,6 +36,8 @@ def test_demo_is_repeatable_on_the_default_store(tmp_path: Path) -> None:
     assert "does not exist yet" in first and "now at version 3" in first
     assert "is at version 3 (from an earlier run)" in second
     assert "balance of 70" in first and "balance of 140" in second
+    assert "handled 3 new event(s); its checkpoint is now version 3" in first
+    assert "handled 2 new event(s); its checkpoint is now version 5" in second
 
 
 def test_demo_follows_evstore_url(tmp_path: Path) -> None:
