@@ -4,7 +4,7 @@ Nothing here touches a connection. :class:`Sql` renders the texts for one schema
 payload column type; the schema name is always quoted as an identifier (it is validated by
 the configuration too, but quoting is what makes it safe).
 
-The schema (version 2)
+The schema (version 3)
 ----------------------
 
 ``streams``
@@ -30,7 +30,18 @@ The schema (version 2)
     event row whose transaction it saw as finished has a position), ``last_position``
     (highest position ever assigned; never lowered, so hard deletes leave gaps) and
     ``initialised_at`` (the creation time reported for ``$all``).
-``snapshots``, ``subscriptions`` (for the subscription layer), ``schema_migrations``.
+``subscriptions``
+    One row per persistent subscription: ``(stream_id, subscription_name)`` unique
+    (``"$all"`` for all-streams subscriptions), ``last_seen bigint NOT NULL`` (the
+    checkpoint: every event number up to it is handled; a new row starts at the
+    subscription's ``start_from``), ``created_at``.
+``parked_events``
+    Events a subscription parked: primary key ``(stream_id, subscription_name,
+    event_number)``, the event's ``position`` (to read it back from ``$all``), ``reason``,
+    ``retry_count``, ``parked_at``, ``replay_requested``, and ``parked_seq bigserial``: the
+    parking order. Parking an event again replaces its row with a new ``parked_seq``, so it
+    moves to the end. Not tied to a ``subscriptions`` row: transient subscriptions park too.
+``snapshots``, ``schema_migrations``.
 
 There are deliberately no foreign keys on the hot tables: each would add a trigger call
 per inserted event, and the functions below keep the references right. A dangling
@@ -101,7 +112,7 @@ __all__ = [
     "quote_literal",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema version this code writes and expects."""
 
 # How the functions receive a symbolic expected version (integers are passed as they are).
@@ -122,7 +133,15 @@ STATUS_NOT_FOUND = 4
 STATUS_ERROR = 9
 """Anything else; ``detail`` is ``SQLSTATE: message``."""
 
-_DATA_TABLES = ("snapshots", "subscriptions", "links", "all_positions", "events", "streams")
+_DATA_TABLES = (
+    "snapshots",
+    "parked_events",
+    "subscriptions",
+    "links",
+    "all_positions",
+    "events",
+    "streams",
+)
 """Tables holding the store's data: ``reset`` empties them."""
 _TABLES = (*_DATA_TABLES, "sequencer_state", "schema_migrations")
 _FUNCTIONS = (
@@ -158,7 +177,8 @@ class Sql:
 
     @property
     def channel(self) -> str:
-        """The NOTIFY channel the sequencer announces new positions on."""
+        """The NOTIFY channel of new readable events: sequencer cycles that numbered rows
+        (payload: the highest position) and committed links (payload ``link``)."""
         return f"{self.schema}.evstore"
 
     # -- schema ----------------------------------------------------------------------
@@ -238,6 +258,34 @@ class Sql:
         """Version 2: the set-based group-commit append (``evstore_append_batch``), and a
         sequencer cycle that writes nothing when it numbers nothing."""
         return [self._append_batch_function(), self._sequence_function()]
+
+    def migration_3(self) -> list[str]:
+        """Version 3, for persistent subscriptions: ``subscriptions.last_seen`` becomes
+        ``NOT NULL`` (a row always has a checkpoint), the ``parked_events`` table, and a
+        link function that sends the sequencer's NOTIFY (a link makes events readable in
+        its stream at once, with no sequencer cycle to announce them)."""
+        s = self.s
+        return [
+            f"UPDATE {s}.subscriptions SET last_seen = 0 WHERE last_seen IS NULL",
+            f"""ALTER TABLE {s}.subscriptions
+                ALTER COLUMN last_seen SET DEFAULT 0,
+                ALTER COLUMN last_seen SET NOT NULL""",
+            f"""CREATE TABLE {s}.parked_events (
+                stream_id text NOT NULL,
+                subscription_name text NOT NULL,
+                event_number bigint NOT NULL,
+                position bigint NOT NULL,
+                reason text NOT NULL,
+                retry_count integer NOT NULL,
+                parked_at timestamptz NOT NULL,
+                replay_requested boolean NOT NULL DEFAULT false,
+                parked_seq bigserial NOT NULL,
+                PRIMARY KEY (stream_id, subscription_name, event_number)
+            )""",
+            f"""CREATE INDEX parked_events_order
+                ON {s}.parked_events (stream_id, subscription_name, parked_seq)""",
+            self._link_function(),
+        ]
 
     def create_migrations_table(self) -> str:
         return f"""CREATE TABLE IF NOT EXISTS {self.s}.schema_migrations (
@@ -669,6 +717,10 @@ class Sql:
                         FROM unnest(p_event_ids) WITH ORDINALITY AS w(event_id, n)
                         JOIN {s}.events e ON e.event_id = w.event_id;
                     o_version := o_version + v_count;
+                    -- Linked events are readable in the stream as soon as this commits (they
+                    -- have positions already): wake followers in other processes, as a
+                    -- sequencer cycle does. Delivered at commit, dropped on rollback.
+                    PERFORM pg_notify({quote_literal(self.channel)}, 'link');
                     SELECT p.position INTO o_position
                         FROM {s}.events e JOIN {s}.all_positions p ON p.seq = e.seq
                         WHERE e.event_id = p_event_ids[v_count];
@@ -965,3 +1017,83 @@ class Sql:
     @property
     def delete_snapshot(self) -> str:
         return f"DELETE FROM {self.s}.snapshots WHERE source_id = $1"
+
+    # -- persistent subscriptions ------------------------------------------------------
+
+    @property
+    def create_subscription(self) -> str:
+        """Params: $1 stream id, $2 name, $3 first checkpoint. Leaves an existing row alone."""
+        return f"""INSERT INTO {self.s}.subscriptions (stream_id, subscription_name, last_seen)
+            VALUES ($1, $2, $3)
+            ON CONFLICT (stream_id, subscription_name) DO NOTHING"""
+
+    @property
+    def subscription_checkpoint(self) -> str:
+        return (
+            f"SELECT last_seen FROM {self.s}.subscriptions "
+            "WHERE stream_id = $1 AND subscription_name = $2"
+        )
+
+    @property
+    def store_checkpoint(self) -> str:
+        return (
+            f"UPDATE {self.s}.subscriptions SET last_seen = $3 "
+            "WHERE stream_id = $1 AND subscription_name = $2"
+        )
+
+    @property
+    def delete_subscription(self) -> str:
+        s = self.s
+        return f"""WITH parked AS (
+                DELETE FROM {s}.parked_events WHERE stream_id = $1 AND subscription_name = $2
+            )
+            DELETE FROM {s}.subscriptions WHERE stream_id = $1 AND subscription_name = $2"""
+
+    @property
+    def list_subscriptions(self) -> str:
+        # Ordered by code point, as Python sorts the memory backend's keys.
+        s = self.s
+        return f"""SELECT sub.stream_id, sub.subscription_name, sub.last_seen, sub.created_at,
+                (SELECT count(*) FROM {s}.parked_events p
+                    WHERE p.stream_id = sub.stream_id
+                      AND p.subscription_name = sub.subscription_name)
+            FROM {s}.subscriptions sub
+            ORDER BY sub.stream_id COLLATE "C", sub.subscription_name COLLATE "C"
+        """
+
+    @property
+    def park(self) -> str:
+        """Params: $1 stream id, $2 name, then the entry's columns. A parked event parked
+        again takes the new values and a new ``parked_seq``: it moves to the end."""
+        return f"""INSERT INTO {self.s}.parked_events AS p (stream_id, subscription_name,
+                event_number, position, reason, retry_count, parked_at, replay_requested)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            ON CONFLICT (stream_id, subscription_name, event_number) DO UPDATE SET
+                position = excluded.position,
+                reason = excluded.reason,
+                retry_count = excluded.retry_count,
+                parked_at = excluded.parked_at,
+                replay_requested = excluded.replay_requested,
+                parked_seq = DEFAULT"""
+
+    @property
+    def parked(self) -> str:
+        return f"""SELECT event_number, position, reason, retry_count, parked_at,
+                replay_requested
+            FROM {self.s}.parked_events
+            WHERE stream_id = $1 AND subscription_name = $2
+            ORDER BY parked_seq"""
+
+    @property
+    def request_replay(self) -> str:
+        return (
+            f"UPDATE {self.s}.parked_events SET replay_requested = true "
+            "WHERE stream_id = $1 AND subscription_name = $2"
+        )
+
+    @property
+    def unpark(self) -> str:
+        return (
+            f"DELETE FROM {self.s}.parked_events "
+            "WHERE stream_id = $1 AND subscription_name = $2 AND event_number = ANY ($3::bigint[])"
+        )

@@ -32,7 +32,11 @@ __all__ = [
 
 MAINTENANCE_DATABASE = "postgres"
 
-_MIGRATIONS: dict[int, Callable[[Sql], list[str]]] = {1: Sql.migration_1, 2: Sql.migration_2}
+_MIGRATIONS: dict[int, Callable[[Sql], list[str]]] = {
+    1: Sql.migration_1,
+    2: Sql.migration_2,
+    3: Sql.migration_3,
+}
 """Schema version -> the statements that bring the previous version to it."""
 
 
@@ -173,12 +177,19 @@ async def drop_schema(conn: Any, sql: Sql) -> str:
 
 
 async def reset(conn: Any, sql: Sql) -> str:
-    """Delete every stream, event, position, snapshot and subscription; keep the tables."""
+    """Delete every stream, event, position, snapshot, subscription and parked event; keep
+    the tables."""
     with translated(f"resetting schema {sql.schema!r}"):
         async with conn.transaction():
-            if await schema_version(conn, sql) is None:
+            version = await schema_version(conn, sql)
+            if version is None:
                 raise ConfigurationError(
                     f'schema "{sql.schema}" is not initialised; run `evstore init` first'
+                )
+            if version != SCHEMA_VERSION:  # the tables to empty are this version's
+                raise ConfigurationError(
+                    f'schema "{sql.schema}" is at version {version}, this evstore needs '
+                    f"{SCHEMA_VERSION}; run `evstore migrate` first"
                 )
             for statement in sql.reset():
                 await conn.execute(statement)

@@ -45,12 +45,21 @@ class SequencerLoop:
             (the pool's ``acquire``, or a dedicated session-mode connection).
         statement: the ``evstore_sequence($1)`` call.
         poll_interval: seconds between idle cycles.
+        on_numbered: called after a cycle that found new positions (numbered by this
+            cycle, or by another process since the previous one): new events are readable.
     """
 
-    def __init__(self, connection: ConnectionSource, statement: str, poll_interval: float) -> None:
+    def __init__(
+        self,
+        connection: ConnectionSource,
+        statement: str,
+        poll_interval: float,
+        on_numbered: Callable[[], None] | None = None,
+    ) -> None:
         self._connection = connection
         self._statement = statement
         self._poll_interval = poll_interval
+        self._on_numbered = on_numbered
         self._waiters: dict[int, list[asyncio.Future[int | None]]] = {}
         self._wake = asyncio.Event()
         self._closing = False
@@ -135,7 +144,10 @@ class SequencerLoop:
                 continue
             failures = 0
             self.cycles += 1
+            numbered = row[2] > 0 or row[0] > self.last_position
             self.last_position = row[0]
+            if numbered and self._on_numbered is not None:
+                self._on_numbered()
             if self._resolve(seqs, row[1]):
                 backoff = 0.0
             else:

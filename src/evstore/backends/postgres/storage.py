@@ -10,7 +10,12 @@ How the parts fit:
 * reads only return events that have a global position, so every ``RecordedEvent`` has a
   real one; an append returns after its position is assigned, so its own events are
   readable at once;
-* the schema, the functions and the position design are described in :mod:`._sql`.
+* the schema, the functions and the position design are described in :mod:`._sql`;
+* followers of the log (subscriptions) are woken through :attr:`changes`: after local
+  commits, after sequencer cycles that found new positions, and, once
+  :meth:`PostgresBackend.watch_changes` ran, on every NOTIFY from other processes
+  (:mod:`.listener`); ownership of persistent subscriptions is a session advisory lock
+  (:mod:`.locks`).
 
 Expected-version failures are detected in SQL, and the Python rules
 (:func:`evstore.backends.rules.check_expected_version`) are then applied to the stream state
@@ -22,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -34,14 +39,19 @@ from evstore._types import ALL_STREAM, AppendResult, ExpectedVersion, Page, Stre
 from evstore.backends.base import (
     EventRow,
     NewEvent,
+    ParkedEntry,
     SortBy,
     SortDir,
     StorageBackend,
     StoredSnapshot,
+    SubscriptionLock,
+    SubscriptionRecord,
 )
 from evstore.backends.postgres import _sql, lifecycle
 from evstore.backends.postgres._errors import translated
 from evstore.backends.postgres._sql import Sql
+from evstore.backends.postgres.listener import ChangeListener
+from evstore.backends.postgres.locks import SubscriptionLocks
 from evstore.backends.postgres.sequencer import SequencerLoop
 from evstore.backends.postgres.writer import GroupCommitWriter
 from evstore.backends.rules import (
@@ -126,12 +136,14 @@ class PostgresBackend(StorageBackend):
         enable_hard_deletes: allow ``delete_stream(..., hard=True)``.
         pool_size: connections in the pool.
         timeout: asyncpg ``command_timeout`` in seconds (``None``: no limit).
-        poll_interval: seconds between idle sequencer cycles.
-        notifications: LISTEN for new positions. Nothing listens yet (subscriptions come
-            later), so no LISTEN connection is opened either way; the sequencer always
-            sends its NOTIFY.
-        session_mode_url: URL for the long-lived connection (the sequencer's) when the
-            pool goes through a transaction-mode pooler.
+        poll_interval: seconds between idle sequencer cycles, and the longest a follower
+            of the log waits before it reads again.
+        notifications: LISTEN for other processes' new events once :meth:`watch_changes`
+            is called (False: followers rely on polling; the sequencer and the link
+            function send their NOTIFY either way).
+        session_mode_url: URL for the long-lived connections (the sequencer's, the LISTEN
+            connection, the subscription lock connection) when the pool goes through a
+            transaction-mode pooler.
         column_data_type: ``"bytea"`` or ``"jsonb"`` payload columns.
     """
 
@@ -156,12 +168,15 @@ class PostgresBackend(StorageBackend):
         self._pool_size = pool_size
         self._timeout = timeout
         self._poll_interval = poll_interval
+        self.poll_interval = poll_interval
         self._notifications = notifications
         self._session_mode_url = session_mode_url
         self._pool: asyncpg.Pool | None = None
         self._writer: GroupCommitWriter | None = None
         self._sequencer: SequencerLoop | None = None
         self._session_conn: asyncpg.Connection | None = None
+        self._listener: ChangeListener | None = None
+        self._locks: SubscriptionLocks | None = None
 
     # -- connections -----------------------------------------------------------------
 
@@ -174,6 +189,23 @@ class PostgresBackend(StorageBackend):
             # short index lookups that JIT never speeds up.
             "server_settings": {"application_name": "evstore", "jit": "off"},
         }
+
+    def _dedicated(self, application_name: str) -> Callable[[], Awaitable[asyncpg.Connection]]:
+        """Opens a connection outside the pool, for session state (LISTEN, advisory locks):
+        from ``session_mode_url`` when set. The application name tells them apart in
+        ``pg_stat_activity``."""
+        options = self._connect_options()
+        options["server_settings"] = {
+            **options["server_settings"],
+            "application_name": application_name,
+        }
+        url = self._session_mode_url or self._dsn
+
+        async def connect() -> asyncpg.Connection:
+            conn: asyncpg.Connection = await asyncpg.connect(url, **options)
+            return conn
+
+        return connect
 
     def _require_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -241,8 +273,12 @@ class PostgresBackend(StorageBackend):
             writers=2 if self._pool_size >= 4 else 1,
         )
         self._sequencer = SequencerLoop(
-            self._sequencer_connection, self._sql.sequence, self._poll_interval
+            self._sequencer_connection,
+            self._sql.sequence,
+            self._poll_interval,
+            on_numbered=self.changes.notify,
         )
+        self._locks = SubscriptionLocks(self._dedicated("evstore-locks"), self._sql.schema)
 
     async def _check_schema(self, conn: Any, auto_init: bool) -> None:
         schema = self._sql.schema
@@ -269,6 +305,12 @@ class PostgresBackend(StorageBackend):
             )
 
     async def close(self) -> None:
+        listener, locks = self._listener, self._locks
+        self._listener = self._locks = None
+        if listener is not None:
+            await listener.close()
+        if locks is not None:
+            await locks.close()
         writer, sequencer, pool = self._writer, self._sequencer, self._pool
         self._writer = self._sequencer = None
         if writer is not None:
@@ -359,7 +401,9 @@ class PostgresBackend(StorageBackend):
             if last_seq is None or conn.is_in_transaction() or self._sequencer is None:
                 # Positions are assigned after the caller commits, by a later cycle.
                 return AppendResult(version, None)
-            return AppendResult(version, await self._position_after_commit(last_seq))
+            position = await self._position_after_commit(last_seq)
+            self.changes.notify()
+            return AppendResult(version, position)
         writer, sequencer = self._writer, self._sequencer
         if writer is None or sequencer is None:
             raise StorageError("the PostgreSQL store is not open")
@@ -375,7 +419,11 @@ class PostgresBackend(StorageBackend):
         version, last_seq = self._appended(stream_id, expected_version, row)
         if last_seq is None:
             return AppendResult(version, None)
-        return AppendResult(version, await self._position_after_commit(last_seq))
+        position = await self._position_after_commit(last_seq)
+        # The sequencer woke followers when it numbered these events; this covers a
+        # position wait that timed out (the events are committed and will be readable).
+        self.changes.notify()
+        return AppendResult(version, position)
 
     async def _position_after_commit(self, last_seq: int) -> int | None:
         """The position of a committed event, or ``None`` if it takes over ``timeout``.
@@ -437,6 +485,8 @@ class PostgresBackend(StorageBackend):
             row = await self._direct(c, self._sql.link, args, "linking")
         status, version, deleted, position, detail = row
         if status == _sql.STATUS_OK:
+            if conn is None or not conn.is_in_transaction():
+                self.changes.notify()  # committed: the links are readable now
             return AppendResult(version, position)
         if status == _sql.STATUS_EXPECTATION:
             _raise_expectation(stream_id, expected_version, version, deleted)
@@ -583,6 +633,104 @@ class PostgresBackend(StorageBackend):
             StreamInfo(row[1], row[2], row[3], row[4], row[5]) for row in rows if row[1] is not None
         ]
         return Page(entries, page_number, page_size, total, total_pages(total, page_size))
+
+    # -- following the log and persistent subscriptions ------------------------------
+
+    async def watch_changes(self) -> None:
+        """LISTEN on the store's channel on a dedicated connection (reconnected when it
+        dies); every notification signals :attr:`changes`. Idempotent; a no-op with
+        ``notifications=False``. Stopped by :meth:`close`."""
+        if not self._notifications or self._listener is not None:
+            return
+        self._require_pool()
+        listener = ChangeListener(
+            self._dedicated("evstore-listen"),
+            self._sql.channel,
+            self.changes.notify,
+            max_backoff=self.poll_interval,
+        )
+        self._listener = listener  # before the await: a concurrent call returns at once
+        await listener.start()
+
+    async def subscription_checkpoint(self, stream_id: str, name: str, start_from: int) -> int:
+        sql = self._sql
+        with translated(f"reading subscription {name!r} of {stream_id!r}"):
+            async with self._connection() as c:
+                # Two statements, not one: when a concurrent caller creates the row, the
+                # INSERT waits for it and does nothing, and only a later statement's
+                # snapshot sees that row. A row deleted in between is created again.
+                for _ in range(_DIRECT_RETRIES):
+                    await c.execute(sql.create_subscription, stream_id, name, start_from)
+                    last_seen: int | None = await c.fetchval(
+                        sql.subscription_checkpoint, stream_id, name
+                    )
+                    if last_seen is not None:
+                        return last_seen
+        raise StorageError(
+            f"subscription {name!r} of {stream_id!r} kept disappearing while it was created"
+        )
+
+    async def store_checkpoint(self, stream_id: str, name: str, last_seen: int) -> None:
+        with translated(f"storing the checkpoint of subscription {name!r}"):
+            async with self._connection() as c:
+                await c.execute(self._sql.store_checkpoint, stream_id, name, last_seen)
+
+    async def delete_subscription(self, stream_id: str, name: str) -> None:
+        with translated(f"deleting subscription {name!r} of {stream_id!r}"):
+            async with self._connection() as c:
+                await c.execute(self._sql.delete_subscription, stream_id, name)
+
+    async def list_subscriptions(self) -> list[SubscriptionRecord]:
+        with translated("listing subscriptions"):
+            async with self._connection() as c:
+                rows = await c.fetch(self._sql.list_subscriptions)
+        return [SubscriptionRecord(*row) for row in rows]
+
+    async def park(self, stream_id: str, name: str, entries: Sequence[ParkedEntry]) -> None:
+        if not entries:
+            return
+        args = [
+            (
+                stream_id,
+                name,
+                entry.event_number,
+                entry.position,
+                entry.reason,
+                entry.retry_count,
+                entry.parked_at,
+                entry.replay_requested,
+            )
+            for entry in entries
+        ]
+        # One statement per entry, in order, in one transaction: the same event twice in
+        # ``entries`` ends up once, at the place of its last occurrence.
+        with translated(f"parking events of subscription {name!r}"):
+            async with self._connection() as c, c.transaction():
+                await c.executemany(self._sql.park, args)
+
+    async def parked(self, stream_id: str, name: str) -> list[ParkedEntry]:
+        with translated(f"reading the parked events of subscription {name!r}"):
+            async with self._connection() as c:
+                rows = await c.fetch(self._sql.parked, stream_id, name)
+        return [ParkedEntry(*row) for row in rows]
+
+    async def request_replay(self, stream_id: str, name: str) -> int:
+        with translated(f"replaying the parked events of subscription {name!r}"):
+            async with self._connection() as c:
+                status: str = await c.execute(self._sql.request_replay, stream_id, name)
+        return int(status.split()[-1])  # "UPDATE <rows>"
+
+    async def unpark(self, stream_id: str, name: str, event_numbers: Sequence[int]) -> None:
+        if not event_numbers:
+            return
+        with translated(f"unparking events of subscription {name!r}"):
+            async with self._connection() as c:
+                await c.execute(self._sql.unpark, stream_id, name, list(event_numbers))
+
+    async def try_lock_subscription(self, stream_id: str, name: str) -> SubscriptionLock | None:
+        if self._locks is None:
+            raise StorageError("the PostgreSQL store is not open")
+        return await self._locks.try_lock(stream_id, name)
 
     # -- snapshots -------------------------------------------------------------------
 
