@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from evstore.cli import _bench, _lifecycle, _streams, _transfer
+from evstore.cli import _bench, _lifecycle, _streams, _subscriptions, _tail, _transfer
 from evstore.cli._app import cli
 
 __all__ = ["cli"]
 
-for _command in (*_lifecycle.COMMANDS, *_streams.COMMANDS, *_transfer.COMMANDS, *_bench.COMMANDS):
+for _command in (
+    *_lifecycle.COMMANDS,
+    *_streams.COMMANDS,
+    *_tail.COMMANDS,
+    *_subscriptions.COMMANDS,
+    *_transfer.COMMANDS,
+    *_bench.COMMANDS,
+):
     cli.add_command(_command)
