@@ -5,6 +5,8 @@ log, on ``memory://``, SQLite or PostgreSQL, from asyncio (:class:`AsyncEventSto
 blocking code (:class:`EventStore`).
 """
 
+import logging
+
 from evstore._store import AsyncEventStore
 from evstore._sync import EventStore
 from evstore._types import (
@@ -52,6 +54,11 @@ from evstore.subscriptions import (
 from evstore.subscriptions._sync import SyncSubscription, SyncTransientSubscription
 
 __version__ = "0.1.0"
+
+# A library leaves logging to the application: without a configured handler, evstore's
+# records (e.g. a subscription that failed, which its subscriber also gets as an
+# exception) are dropped instead of printed by Python's last-resort handler.
+logging.getLogger("evstore").addHandler(logging.NullHandler())
 
 __all__ = [
     "ANY_VERSION",

@@ -1,4 +1,5 @@
-"""The ``evstore`` command line: database lifecycle, appending, reading, export and import.
+"""The ``evstore`` command line: database lifecycle, appending, reading, following events
+live (``tail``), persistent subscriptions, export and import.
 
 It is built on the public façade only (:class:`evstore.AsyncEventStore`), like any other
 program using evstore. It needs the ``cli`` extra: ``pip install 'evstore[cli]'``.

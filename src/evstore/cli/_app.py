@@ -60,7 +60,8 @@ class _EvstoreGroup(click.Group):
     """A group that turns the errors a user can cause into :class:`CliError`."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        # Registration order (lifecycle, streams, transfer) reads better than alphabetical.
+        # Registration order (lifecycle, streams, tail/subscriptions, transfer) reads better
+        # than alphabetical.
         return list(self.commands)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -174,7 +175,7 @@ def store_options(command: F) -> F:
 @click.version_option(evstore.__version__, "--version", prog_name="evstore")
 @click.pass_context
 def cli(ctx: click.Context, url: str, schema: str | None) -> None:
-    """Manage and inspect an evstore event store.
+    """Manage, inspect and follow an evstore event store.
 
     The store is named by --url (or EVSTORE_URL). Errors print one line and exit non-zero.
     """

@@ -139,6 +139,7 @@ class PersistentEngine:
         self.active = False
         self._activated = asyncio.Event()
         self._finished = asyncio.Event()
+        self._orphaned: set[int] = set()
         self.error: BaseException | None = None
         self._reset_memory()
         self.last_ack = 0
@@ -277,9 +278,11 @@ class PersistentEngine:
                     )
                 return  # already handled
             if tracked.deliveries == 0:
-                # Read again after a lost ownership and not delivered yet: an ack from
-                # before the loss, ignored like every ack made while not owning.
-                return
+                if number in self._orphaned:
+                    return  # delivered before a lost ownership: ignored, it comes again
+                raise InvalidArgumentError(
+                    f"ack: event {number} has not been delivered yet", argument="ack"
+                )
             self._withdraw(tracked)  # delivered before; now queued again or with another
             self._handled(tracked)
         if not consumer.in_flight:
@@ -296,8 +299,11 @@ class PersistentEngine:
         for number in numbers:
             entry = consumer.in_flight.pop(number, None)
             if entry is None:
-                if number in self._entries or number <= self._last_received:
-                    continue  # handled or taken back already
+                tracked = self._entries.get(number)
+                if tracked is None and number <= self._last_received:
+                    continue  # handled already
+                if tracked is not None and (tracked.deliveries or number in self._orphaned):
+                    continue  # taken back (timed out, or a lost ownership): it comes again
                 raise InvalidArgumentError(
                     f"nack: event {number} was never delivered by this subscription",
                     argument="events",
@@ -424,6 +430,8 @@ class PersistentEngine:
         self._activated.set()
 
     def _deactivate(self) -> None:
+        # Acks and nacks of what was in flight are ignored from now on (it comes again).
+        self._orphaned.update(n for c in self.consumers for n in c.in_flight)
         self.active = False
         self._activated.clear()
         self._lock = None
@@ -447,17 +455,21 @@ class PersistentEngine:
                 return True
             seen = changes.generation
             try:
+                await self._flush_unparked()
+                if self._replay_wanted or loop.time() >= self._next_replay_check:
+                    await self._load_replays(loop.time())  # ahead of new events
                 read_some = await self._fill(seen, loop.time())
                 await self._expire(loop.time())
-                await self._flush_unparked()
                 await self._checkpoint(loop.time())
-                if self._replay_wanted or loop.time() >= self._next_replay_check:
-                    await self._load_replays(loop.time())
             except (StorageError, EventStoreTimeoutError) as exc:
                 log.warning("subscription %r on %r: %s; retrying", self.name, self.stream_id, exc)
                 await self._sleep(self.options.retry_interval)
                 continue
-            if read_some and not self._queue_size and not self._end_of_source:
+            if (
+                read_some
+                and not self._end_of_source
+                and self._queue_size * 2 <= self.options.max_size
+            ):
                 continue  # a full page was handed out or filtered: read on at once
             await self._sleep(self._next_deadline(loop.time()), seen)
         return False
@@ -476,22 +488,23 @@ class PersistentEngine:
         return max(delay, 0.0)
 
     async def _fill(self, seen: int, now: float) -> bool:
-        """Read the next page when the queue is empty. True when events were read.
+        """Refill the queue once it is at most half full. True when events were read.
 
-        After a read that reached the end, the next one waits for the change signal to
-        move past ``seen`` or for the poll interval, so acks do not cost empty reads.
+        Refilling before the queue is empty keeps idle consumers busy while one partition
+        waits for its consumer; refilling only below half keeps reads large. After a read
+        that reached the end, the next one waits for the change signal to move past
+        ``seen`` or for the poll interval, so acks do not cost empty reads.
         """
-        if self._queue_size or not self.consumers:
+        room = self.options.max_size - self._queue_size
+        if not self.consumers or (self._queue_size and self._queue_size > room):
             return False
         if self._end_of_source and seen == self._end_generation and now < self._next_poll:
             return False
         try:
-            events = await self._read(
-                self.stream_id, self._last_received + 1, self.options.max_size
-            )
+            events = await self._read(self.stream_id, self._last_received + 1, room)
         except StreamNotFoundError:
             events = []  # the stream may be created later
-        self._end_of_source = len(events) < self.options.max_size
+        self._end_of_source = len(events) < room
         if self._end_of_source:
             self._end_generation = seen
             self._next_poll = now + self._backend.poll_interval

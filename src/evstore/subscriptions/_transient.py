@@ -4,9 +4,10 @@ A feed follows ``$all`` from the position that was the end of the log when it su
 reads by position (notifications only wake it), and cuts what it reads into the appends
 they came from: consecutive events of one stream with consecutive versions and the same
 ``created_at`` (every event of an append shares its time; two appends never do unless
-they write the same stream in the same microsecond). Events of a stream subscription are
-numbered by their version, as a read of the stream numbers them; links into the stream are
-not followed (they are not appends). It keeps at most
+they write the same stream in the same microsecond). Events come as ``$all`` reads them
+(``event_number`` is the global position, as in the Elixir EventStore, whose transient
+subscriptions publish the events read from ``$all``); links into a stream are not
+followed (they are not appends). It keeps at most
 :data:`MAX_WAITING_BATCHES` batches for a slow consumer and then stops reading until the
 consumer catches up, so memory stays bounded and nothing is dropped.
 """
@@ -14,7 +15,6 @@ consumer catches up, so memory stays bounded and nothing is dropped.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -138,11 +138,8 @@ class TransientFeed:
     def _deliver(self, events: list[RecordedEvent]) -> None:
         selector, mapper = self._selector, self._mapper
         for append in appends_of(events):
-            if self.stream_id != ALL_STREAM:
-                if append[0].stream_id != self.stream_id:
-                    continue
-                # Read from $all, numbered by position: number them as the stream does.
-                append = [dataclasses.replace(e, event_number=e.stream_version) for e in append]
+            if self.stream_id != ALL_STREAM and append[0].stream_id != self.stream_id:
+                continue
             if selector is not None:
                 append = [e for e in append if selector(e)]
                 if not append:
