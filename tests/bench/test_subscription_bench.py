@@ -59,16 +59,21 @@ def test_live_figures_count_the_measured_window_only() -> None:
         due = 100.0 + slot * 0.25
         log.record(due, due + 0.001, due + 0.003)
     tally = Tally()
-    tally.latencies += [0.004, 0.005, 0.006, 0.010]
+    measured_sends = [100.0 + slot * 0.25 + 0.001 for slot in range(4, 8)]
+    for sent, latency in zip(measured_sends, [0.004, 0.005, 0.006, 0.010], strict=True):
+        tally.arrivals.append((sent, sent + latency))
     tally.add(8)
     tally.expect(8)
     assert tally.finished.is_set()
-    figures = LiveFigures.of(window, log, tally)
+    figures = LiveFigures.of(window, log, tally, cpu_seconds=0.004)
     assert (figures.appended, figures.delivered, figures.measured_events) == (8, 8, 4)
     assert figures.append_rate == pytest.approx(4 / 0.753, abs=0.05)
     assert (figures.p50_ms, figures.p99_ms, figures.max_ms) == (5.0, 10.0, 10.0)
     assert figures.append_p50_ms == pytest.approx(2.0)
+    assert figures.after_append_p50_ms == pytest.approx(3.0)  # 5 ms held - 2 ms append
+    assert figures.after_append_p99_ms == pytest.approx(8.0)
     assert figures.start_lag_max_ms == pytest.approx(1.0)
+    assert figures.cpu_us_per_event == pytest.approx(500.0)
 
 
 def _live(system: str, role: str, p50: float, p99: float, rate: float) -> SubscriptionCell:

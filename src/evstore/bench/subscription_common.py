@@ -113,9 +113,9 @@ class Tally:
         self._lock = threading.Lock()
         self.delivered = 0
         self.expected: int | None = None
-        self.latencies: list[float] = []
+        self.arrivals: list[tuple[float, float]] = []
+        """(send time, time held) of every event sent in the measured window."""
         self.finished = threading.Event()
-        self.duplicates = 0
 
     def add(self, count: int) -> None:
         with self._lock:
@@ -144,10 +144,17 @@ class LiveFigures:
     max_ms: float
     append_p50_ms: float
     append_p99_ms: float
+    after_append_p50_ms: float
+    after_append_p99_ms: float
     start_lag_max_ms: float
+    cpu_us_per_event: float
+    """This process's CPU time (every thread) over the whole cell, per event appended:
+    the writer's and the subscriber's client-side work together."""
 
     @classmethod
-    def of(cls, window: LiveWindow, log: AppendLog, tally: Tally) -> LiveFigures:
+    def of(
+        cls, window: LiveWindow, log: AppendLog, tally: Tally, cpu_seconds: float
+    ) -> LiveFigures:
         """The figures of a finished cell: the latencies of events sent in the measured
         window; the appends due in it and how long they took to finish."""
         # The appends due in the measured window (a lane that fell behind during the
@@ -155,9 +162,13 @@ class LiveFigures:
         measured = [a for a in log.appends if a[0] >= window.measure_from]
         last_done = max((a[2] for a in measured), default=window.end)
         seconds = max(last_done - window.measure_from, 1e-9)
-        latencies = tally.latencies
+        latencies = [held - sent for sent, held in tally.arrivals]
         append_latencies = [done - sent for _due, sent, done in measured]
         lag = max((sent - due for due, sent, _done in measured), default=0.0)
+        # How long after its append call returned the subscriber held each event: the
+        # delivery path alone (negative when delivery beat the appender's wake-up).
+        returned = {sent: done for _due, sent, done in log.appends}
+        after = [held - returned[sent] for sent, held in tally.arrivals if sent in returned]
         return cls(
             appended=len(log.appends),
             delivered=tally.delivered,
@@ -169,5 +180,8 @@ class LiveFigures:
             max_ms=round(max(latencies, default=0.0) * 1000, 3),
             append_p50_ms=round(percentile(append_latencies, 0.50) * 1000, 3),
             append_p99_ms=round(percentile(append_latencies, 0.99) * 1000, 3),
+            after_append_p50_ms=round(percentile(after, 0.50) * 1000, 3),
+            after_append_p99_ms=round(percentile(after, 0.99) * 1000, 3),
             start_lag_max_ms=round(lag * 1000, 3),
+            cpu_us_per_event=round(cpu_seconds / max(len(log.appends), 1) * 1e6, 1),
         )

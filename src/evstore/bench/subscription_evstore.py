@@ -39,6 +39,8 @@ class LiveOptions:
 
     kind: Kind = "persistent"
     buffer_size: int = 100
+    checkpoint_threshold: int = 1
+    """evstore's default: the checkpoint is stored after every acknowledged batch."""
     lanes: int = 8
     drain: float = 30.0
     """Seconds the subscriber may take, after the last append returned, to hold every
@@ -76,13 +78,13 @@ async def _consume(
 ) -> None:
     clock = time.perf_counter
     measure_from = window.measure_from
-    latencies = tally.latencies
+    arrivals = tally.arrivals
     async for batch in sub:
         now = clock()
         for event in batch:
             sent = event.data["sent"]
             if sent >= measure_from:
-                latencies.append(now - sent)
+                arrivals.append((sent, now))
         if ack:
             assert isinstance(sub, Subscription)
             await sub.ack(batch)
@@ -105,12 +107,15 @@ async def live(
     sub: Subscription | TransientSubscription
     if options.kind == "persistent":
         sub = await subscriber_store.subscribe_to_all_streams(
-            "bench-live", buffer_size=options.buffer_size
+            "bench-live",
+            buffer_size=options.buffer_size,
+            checkpoint_threshold=options.checkpoint_threshold,
         )
         await sub.wait_subscribed(timeout=30)
     else:
         sub = await subscriber_store.subscribe("$all")
     try:
+        cpu = time.process_time()
         window = LiveWindow(time.perf_counter() + 0.05, warmup, seconds, rate)
         tally, log = Tally(), AppendLog()
         consumer = asyncio.create_task(_consume(sub, window, tally, options.kind == "persistent"))
@@ -122,7 +127,7 @@ async def live(
             consumer.result()  # a failed subscription fails the cell
         else:
             consumer.cancel()
-        return LiveFigures.of(window, log, tally)
+        return LiveFigures.of(window, log, tally, time.process_time() - cpu)
     finally:
         await sub.close()
 

@@ -184,6 +184,7 @@ def live(
     The subscriber decodes each notification's JSON for its send time (evstore hands out
     decoded payloads)."""
     failures: list[BaseException] = []
+    cpu = time.process_time()
     sub = recorder.subscribe(gt=recorder.max_notification_id())
     sub.__enter__()
     window = LiveWindow(time.perf_counter() + 0.05, warmup, seconds, rate)
@@ -192,13 +193,13 @@ def live(
     def consume() -> None:
         clock = time.perf_counter
         measure_from = window.measure_from
-        latencies = tally.latencies
+        arrivals = tally.arrivals
         try:
             for notification in sub:
                 now = clock()
                 sent = sent_of(notification.state)
                 if sent >= measure_from:
-                    latencies.append(now - sent)
+                    arrivals.append((sent, now))
                 tally.add(1)
                 if tally.finished.is_set():
                     return
@@ -219,12 +220,13 @@ def live(
             writer.join()
         tally.expect(len(log.appends))
         tally.finished.wait(drain)
+        cpu = time.process_time() - cpu
     finally:
         sub.__exit__(None, None, None)  # stops it and joins its threads
         consumer.join(timeout=10)
     if failures:
         raise failures[0]
-    return LiveFigures.of(window, log, tally)
+    return LiveFigures.of(window, log, tally, cpu)
 
 
 def catch_up(

@@ -604,7 +604,8 @@ def _live_table(run: SubscriptionRun, backend: str, rate: float) -> Table | None
         return None
     peer = run.peer(backend, "S1", rate)
     headers = ["system", "subscription", "appends/s", "delivered", "p50 ms", "p99 ms"]
-    headers += ["max ms", "append p50", "append p99", "p50 ratio", "p99 ratio", "max ratio"]
+    headers += ["max ms", "append p50", "append p99", "after p50", "after p99"]
+    headers += ["CPU us/event", "p50 ratio", "p99 ratio", "max ratio"]
     rows = []
     for cell in sorted(cells, key=lambda c: c.role != "subject"):
         f = cell.figures
@@ -622,12 +623,17 @@ def _live_table(run: SubscriptionRun, backend: str, rate: float) -> Table | None
                 _ms(f["max_ms"]),
                 _ms(f["append_p50_ms"]),
                 _ms(f["append_p99_ms"]),
+                _ms(f.get("after_append_p50_ms")),
+                _ms(f.get("after_append_p99_ms")),
+                f"{f.get('cpu_us_per_event', 0):,.0f}",
                 *ratios,
             ]
         )
     title = (
         f"S1 append-to-delivery latency ({BACKEND_NAMES[backend]}), {rate:,.0f} appends/s "
-        "asked, 1 event each; ratio = evstore / eventsourcing (below 1: evstore faster)"
+        "asked, 1 event each; append = the append call, after = from its return to the "
+        "subscriber; CPU = this process, every thread, per event; "
+        "ratio = evstore / eventsourcing (below 1: evstore faster)"
     )
     return Table(title, headers, rows)
 
