@@ -9,6 +9,28 @@ API.md's Python semantics where they differ (exceptions instead of error tuples)
 * 142-146: ``_snapshots``; 149 and 151 (events and snapshots): ``_stores``
 * beyond the reference: ``_metadata``, ``_serialization``, ``_bad_input``
 
+Subscriptions (``_subscriptions_*``; "killing" a subscriber or subscription is closing its
+handle, "subscribed" is ``wait_subscribed``):
+
+* 70-74: ``_subscriptions_transient``
+* 47, 48, 54, 55, 75-82, 85, 86, 88-97, 113, 140: ``_subscriptions_persistent``
+* 98-102, 118, 123 (the checkpoint examples of §4.4): ``_subscriptions_ack``
+* 83, 103, 105-107, 141, and 108-112 as delivery sequences: ``_subscriptions_catch_up``
+* 115-117, 119-122, 124-129 (the distribution examples of §4.3): ``_subscriptions_concurrency``
+* 138, 139, 149 and 151 for subscriptions, and the in-process part of 114 and 134 (a store
+  on the same database stands by and takes over when the owner lets go):
+  ``_subscriptions_isolation``
+* beyond the reference: nack/retry/park/skip/stop, ``message_timeout``,
+  ``max_retry_count``, parked events and their replay, strategies
+  (``_subscriptions_delivery``, from kurrentdb-protocol.md §4); option checks
+  (``_subscriptions_options``)
+
+Where the subscription contract differs from the reference, the suite follows the contract:
+47 (a subscription to a soft-deleted stream ends with ``StreamDeletedError`` instead of
+staying silent), 54 (a stream subscription to a hard-deleted stream waits for the stream to
+be created again), 120 (whether acking 2 also acknowledges a redelivered 1 is left open:
+the test acks both).
+
 Not here, with the reason:
 
 * 12, 42 (``conn=`` inside a rolled-back transaction): PostgreSQL only; they belong to that
@@ -17,7 +39,21 @@ Not here, with the reason:
   storage internals; the public equivalents are the option checks in ``_bad_input``.
 * 19 (event type taken from an Elixir struct): Elixir only; ``EventData`` requires an event
   type (``_bad_input``).
-* 47, 48, 54, 55 (subscriptions to deleted streams): subscriptions have their own suite.
+* 84 (``hibernate_after``): a memory optimisation of Elixir processes, nothing to observe.
+* 87, 104 (already-seen or future event numbers injected into the subscription process):
+  evstore has no notification messages to inject; the subscription reads by event number,
+  so duplicates and gaps cannot arise from notifications. The observable half (no
+  duplicates, no spurious events, every event in order) is asserted by every exact
+  delivery sequence.
+* 108-112 as FSM states: internal; their delivery sequences are in ``_subscriptions_catch_up``.
+* 128's exact sequence for buffer 2 / ``max_size`` 2 relies on the reference queueing a live
+  append whole beyond ``max_size``; evstore reads pages of ``max_size``, so that variant
+  checks the invariants (batch size, each event once, per-stream order) instead.
+* 114, 130-137 beyond the in-process takeover (advisory locks held by another connection,
+  lost locks, acks while disconnected, notification connections dying and reconnecting):
+  they need control over database connections and processes; the backends' own tests and
+  ``tests/subscriptions/`` cover them.
+* The blocking twin's subscription handles: this suite drives ``AsyncEventStore`` only.
 * 60's and 62's numeric stream keys and empty created streams are not public: an empty
   append or link creates no stream; creation order is checked through sorting instead.
 """
@@ -38,6 +74,14 @@ from evstore.testing._read import ReadTests
 from evstore.testing._serialization import SerializationTests
 from evstore.testing._snapshots import SnapshotTests
 from evstore.testing._stores import StoresTests
+from evstore.testing._subscriptions_ack import AckCheckpointTests
+from evstore.testing._subscriptions_catch_up import CatchUpTests
+from evstore.testing._subscriptions_concurrency import SubscriberConcurrencyTests
+from evstore.testing._subscriptions_delivery import DeliveryControlTests
+from evstore.testing._subscriptions_isolation import SubscriptionIsolationTests
+from evstore.testing._subscriptions_options import SubscriptionOptionTests
+from evstore.testing._subscriptions_persistent import PersistentSubscriptionTests
+from evstore.testing._subscriptions_transient import TransientSubscriptionTests
 
 __all__ = ["ConformanceSuite"]
 
@@ -55,6 +99,14 @@ class ConformanceSuite(
     StoresTests,
     SerializationTests,
     BadInputTests,
+    TransientSubscriptionTests,
+    PersistentSubscriptionTests,
+    AckCheckpointTests,
+    CatchUpTests,
+    SubscriberConcurrencyTests,
+    DeliveryControlTests,
+    SubscriptionOptionTests,
+    SubscriptionIsolationTests,
 ):
     """Every behaviour a storage backend must show through ``AsyncEventStore``.
 
