@@ -9,7 +9,6 @@ then connection order"). "Killing" a subscriber is closing its handle.
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -79,21 +78,22 @@ class SubscriberConcurrencyTests(SuiteBase):
             with pytest.raises(SubscriptionAlreadyExistsError):
                 await store.subscribe_to_all_streams("sub", subscriber="s2")
 
-    async def test_subscription_concurrent_default_subscriber_is_the_task(
+    async def test_subscription_concurrent_default_subscribers_are_distinct(
         self, store: AsyncEventStore
     ) -> None:
-        first = await store.subscribe_to_all_streams("sub", concurrency_limit=2)
+        # Without an explicit identity every call is a subscriber of its own, even from one
+        # task; reusing an explicit identity is what AlreadySubscribedError guards.
+        first = await store.subscribe_to_all_streams("sub", concurrency_limit=3)
+        second = await store.subscribe_to_all_streams("sub", concurrency_limit=3)
+        named = await store.subscribe_to_all_streams("sub", concurrency_limit=3, subscriber="x")
         try:
             with pytest.raises(AlreadySubscribedError):
-                await store.subscribe_to_all_streams("sub", concurrency_limit=2)
-
-            async def from_another_task() -> Any:
-                return await store.subscribe_to_all_streams("sub", concurrency_limit=2)
-
-            second = await asyncio.create_task(from_another_task())
-            await second.close()
+                await store.subscribe_to_all_streams("sub", concurrency_limit=3, subscriber="x")
+            await append_events(store, "stream-1", 3)
+            got = [await next_numbers(sub) for sub in (first, second, named)]
+            assert sorted(n for batch in got for n in batch) == [1, 2, 3]
         finally:
-            await first.close()
+            await _close_all([first, second, named])
 
     async def test_subscription_concurrent_every_subscriber_subscribed(
         self, store: AsyncEventStore
