@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from evstore.cli import _bench, _lifecycle, _streams, _subscriptions, _tail, _transfer
+from evstore.cli import (
+    _bench,
+    _lifecycle,
+    _serve,
+    _streams,
+    _subscriptions,
+    _tail,
+    _transfer,
+)
 from evstore.cli._app import cli
 
 __all__ = ["cli"]
@@ -14,5 +22,6 @@ for _command in (
     *_subscriptions.COMMANDS,
     *_transfer.COMMANDS,
     *_bench.COMMANDS,
+    *_serve.COMMANDS,
 ):
     cli.add_command(_command)
