@@ -85,9 +85,9 @@ def _parse_users_text(text: str, source: str) -> dict[str, str]:
     else:
         users = {}
         for number, line in enumerate(text.splitlines(), start=1):
-            line = line.strip()
-            if not line or line.startswith("#"):
+            if not line.strip() or line.lstrip().startswith("#"):
                 continue
+            # Not stripped: a password may begin or end with spaces.
             user, colon, password = line.partition(":")
             if not colon:
                 # Never echo the line: it may be a password without its user.
@@ -111,7 +111,8 @@ def load_users(
     ``admin`` with ``$EVSTORE_ADMIN_PASSWORD`` when that is set and not empty (it wins over
     an ``admin`` line of the file), plus the users of ``users_file``: either a JSON object
     ``{"user": "password"}`` or lines ``user:password`` (blank lines and ``#`` comments
-    ignored; the password is everything after the first ``:``).
+    ignored; the password is everything after the first ``:`` to the end of the line,
+    spaces included).
 
     Raises:
         OSError: the file cannot be read.
