@@ -14,7 +14,8 @@ Items are backend rows (see :data:`evstore.backends.base.EventRow`) plus two mar
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -67,17 +68,37 @@ class Checkpoint:
 FollowItem = EventRow | CaughtUp | Checkpoint
 
 
-async def _wait_for_change(dialect: Dialect, seen: int) -> None:
-    """Until the change signal moves past ``seen``, or one poll interval."""
+async def _wait_for_change(dialect: Dialect, seen: int, stop: asyncio.Event | None) -> None:
+    """Until the change signal moves past ``seen``, ``stop`` is set, or one poll interval."""
     backend = dialect.backend
-    await backend.changes.wait(seen, backend.poll_interval)
+    if stop is None:
+        await backend.changes.wait(seen, backend.poll_interval)
+        return
+    if stop.is_set():
+        return
+    changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    backend.changes.add_waiter(seen, changed)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait(
+            (changed, stopped), timeout=backend.poll_interval, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        backend.changes.discard(changed)
+        changed.cancel()
+        stopped.cancel()
 
 
 async def follow_stream(
-    dialect: Dialect, stream: str, start: StartPoint, *, page_size: int = DEFAULT_PAGE_SIZE
-) -> AsyncIterator[FollowItem]:
+    dialect: Dialect,
+    stream: str,
+    start: StartPoint,
+    *,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    stop: asyncio.Event | None = None,
+) -> AsyncGenerator[FollowItem, None]:
     """Rows of ``stream`` after ``start`` (a 0-based revision), then :class:`CaughtUp`, then
-    rows appended later, forever.
+    rows appended later, until ``stop`` is set.
 
     A stream that does not exist yet (or is soft deleted) is waited for. The iteration
     ends with :class:`StreamDeleted` when the stream is tombstoned.
@@ -91,7 +112,7 @@ async def follow_stream(
     else:
         last = int(start) + 1
     caught_up = False
-    while True:
+    while stop is None or not stop.is_set():
         seen = backend.changes.generation
         try:
             rows = await dialect.stream_page(stream, last + 1, page_size, forward=True)
@@ -104,7 +125,7 @@ async def follow_stream(
             if not caught_up:
                 caught_up = True
                 yield CaughtUp(revision=last - 1 if last > 0 else None)
-            await _wait_for_change(dialect, seen)
+            await _wait_for_change(dialect, seen, stop)
 
 
 async def _current_version(dialect: Dialect, stream: str) -> int:
@@ -121,9 +142,10 @@ async def follow_all(
     event_filter: EventFilter | None = None,
     checkpoint_interval: int | None = None,
     page_size: int = DEFAULT_PAGE_SIZE,
-) -> AsyncIterator[FollowItem]:
+    stop: asyncio.Event | None = None,
+) -> AsyncGenerator[FollowItem, None]:
     """Rows of ``$all`` after ``start`` (a position) that pass ``event_filter``, then
-    :class:`CaughtUp`, then later rows, forever.
+    :class:`CaughtUp`, then later rows, until ``stop`` is set.
 
     With ``checkpoint_interval``, a :class:`Checkpoint` follows every that many rows
     scanned (matched or not), and one precedes :class:`CaughtUp` (at the last position
@@ -140,7 +162,7 @@ async def follow_all(
     scanned = 0
     checkpointed = last
     caught_up = False
-    while True:
+    while stop is None or not stop.is_set():
         seen = backend.changes.generation
         rows = await dialect.all_page(last + 1, page_size, forward=True)
         for row in rows:
@@ -161,4 +183,4 @@ async def follow_all(
                     scanned = 0
                     yield Checkpoint(last)
                 yield CaughtUp(position=last if last > 0 else None)
-            await _wait_for_change(dialect, seen)
+            await _wait_for_change(dialect, seen, stop)
