@@ -54,6 +54,7 @@ class CatchUpOptions:
     buffer_size: int = 1000
     max_size: int = 5000
     transient: bool = False
+    checkpoint_threshold: int = 1
 
 
 async def _writer(store: AsyncEventStore, pacer: Pacer, log: AppendLog) -> None:
@@ -144,6 +145,7 @@ async def catch_up(
         buffer_size=options.buffer_size,
         max_size=options.max_size,
         transient=options.transient,
+        checkpoint_threshold=options.checkpoint_threshold,
     )
     try:
         count = 0
