@@ -1,6 +1,6 @@
 """Subscription benchmarks: evstore's subscriptions beside eventsourcing's, in one run.
 
-    .venv/bin/python benchmarks/subscriptions.py --json results.json       # ~3 minutes
+    .venv/bin/python benchmarks/subscriptions.py --json results.json       # ~5 minutes
     .venv/bin/python benchmarks/subscriptions.py --quick --backends sqlite  # no PostgreSQL
     .venv/bin/python benchmarks/subscriptions.py --only S1 --rate 500 --seconds 20
 

@@ -124,6 +124,8 @@ def test_unknown_names_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--backends", "oracle"]) == 2
     assert "unknown backend" in capsys.readouterr().err
     assert main(["--only", "S9"]) == 2
+    assert main(["--catch-up-events", "2500"]) == 2
+    assert "multiple" in capsys.readouterr().err
 
 
 def test_quick_sqlite_run_writes_every_cell(

@@ -258,13 +258,15 @@ class PostgresPlace(Place):
 
     @asynccontextmanager
     async def peer(self) -> AsyncIterator[Peer]:
+        from evstore.bench.systems._eventsourcing import EventsourcingTarget
+
         spec = self.site.spec("eventsourcing")
         target = make_target(spec)
+        assert isinstance(target, EventsourcingTarget)
         try:
             await target.open()
-            recorder = getattr(target, "recorder")  # noqa: B009 (the peer's own attribute)
             yield Peer(
-                recorder,
+                target.recorder,
                 "subscribe(), LISTEN/NOTIFY",
                 "PostgresApplicationRecorder.subscribe(): LISTEN thread + pull thread",
             )
@@ -467,7 +469,10 @@ async def catch_up_cells(
     """S2 on one backend: evstore (persistent, then ``transient=True``), then the peer."""
     s = plan.settings
     total = s.catch_up_events
-    streams = max(1, total // PER_STREAM)
+    per_stream = min(total, PER_STREAM)
+    streams = total // per_stream
+    if streams * per_stream != total:
+        raise ValueError(f"catch-up events must be at most {PER_STREAM} or a multiple of it")
     cells = []
     variants = (("persistent", False), ("persistent, transient=True", True))
     for variant, transient in variants if "evstore" in plan.systems else ():
@@ -476,9 +481,7 @@ async def catch_up_cells(
             s.catch_up_buffer_size, s.catch_up_max_size, transient, s.checkpoint_threshold
         )
         async with place.evstore() as pair:
-            await pair.target.fill(
-                [new_stream_id() for _ in range(streams)], min(total, PER_STREAM)
-            )
+            await pair.target.fill([new_stream_id() for _ in range(streams)], per_stream)
             await place.prepare()
             await ev.catch_up(pair.store, "warm-up", total, options)
             results = [
@@ -500,7 +503,7 @@ async def catch_up_cells(
 
         progress(f"{place.backend} S2 eventsourcing {total:,} events")
         async with place.peer() as opened:
-            await asyncio.to_thread(pe.fill, opened.recorder, streams, min(total, PER_STREAM))
+            await asyncio.to_thread(pe.fill, opened.recorder, streams, per_stream)
             await place.prepare()
             await asyncio.to_thread(pe.catch_up, opened.recorder, total)
             results = [
@@ -851,6 +854,9 @@ def plan_from_args(args: argparse.Namespace) -> SubscriptionPlan:
         "catch_up_passes": args.catch_up_passes,
     }
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    events = settings.catch_up_events
+    if events <= 0 or (events > PER_STREAM and events % PER_STREAM):
+        raise ValueError(f"--catch-up-events must be at most {PER_STREAM} or a multiple of it")
     return SubscriptionPlan(
         backends=backends,
         workloads=workloads,
