@@ -5,7 +5,10 @@ the exact status codes, messages and ``exception`` trailers."""
 from __future__ import annotations
 
 import json
+import queue
+import time
 from collections.abc import Iterator
+from uuid import UUID, uuid4
 
 import grpc
 import pytest
@@ -429,3 +432,88 @@ def test_update_moves_the_start_until_the_group_has_progressed(client: KurrentDB
     sub = client.read_subscription_to_stream("g", "s", timeout=10)
     assert next(sub).type == "D"
     sub.stop()
+
+
+class _Requests:
+    """A Read request stream fed from the test."""
+
+    def __init__(self, first: pb.ReadReq) -> None:
+        self._queue: queue.Queue[pb.ReadReq | None] = queue.Queue()
+        self._queue.put(first)
+
+    def send(self, request: pb.ReadReq | None) -> None:
+        self._queue.put(request)
+
+    def __iter__(self) -> Iterator[pb.ReadReq]:
+        while (request := self._queue.get(timeout=30)) is not None:
+            yield request
+
+
+def _read_options(stream: str, group: str, *, structured: bool = False) -> pb.ReadReq:
+    uuid_option = pb.ReadReq.Options.UUIDOption(
+        **{"structured" if structured else "string": shared_pb2.Empty()}
+    )
+    return pb.ReadReq(
+        options=pb.ReadReq.Options(
+            stream_identifier=_stream(stream),
+            group_name=group,
+            buffer_size=10,
+            uuid_option=uuid_option,
+        )
+    )
+
+
+def test_raw_read_structured_ids_and_bad_acks(
+    stub: pb_grpc.PersistentSubscriptionsStub, client: KurrentDBClient
+) -> None:
+    events = [NewEvent(type=t, data=b"{}") for t in "AB"]
+    client.append_events("s", current_version=StreamState.NO_STREAM, events=events)
+    stub.Create(_create_stream_req("s", "g", min_checkpoint_count=1))
+
+    requests = _Requests(_read_options("s", "g", structured=True))
+    responses = stub.Read(iter(requests), timeout=30)
+    assert next(responses).subscription_confirmation.subscription_id == "s::g"
+    first, second = next(responses).event, next(responses).event
+    assert first.retry_count == 0 and first.WhichOneof("position") == "commit_position"
+    assert first.event.id.WhichOneof("value") == "structured"
+    msb = first.event.id.structured.most_significant_bits % 2**64
+    lsb = first.event.id.structured.least_significant_bits % 2**64
+    assert UUID(int=(msb << 64) | lsb) == events[0].id
+    assert first.event.stream_revision == 0 and first.event.metadata["type"] == "A"
+
+    # A structured ack works; an unknown id is ignored.
+    requests.send(pb.ReadReq(ack=pb.ReadReq.Ack(ids=[first.event.id])))
+    requests.send(pb.ReadReq(ack=pb.ReadReq.Ack(ids=[shared_pb2.UUID(string=str(uuid4()))])))
+    info_req = pb.GetInfoReq(
+        options=pb.GetInfoReq.Options(stream_identifier=_stream("s"), group_name="g")
+    )
+    wait_until = time.monotonic() + 10
+    while stub.GetInfo(info_req).subscription_info.last_checkpointed_event_position != "0":
+        assert time.monotonic() < wait_until
+        time.sleep(0.05)
+
+    # A malformed id ends the call with INVALID_ARGUMENT; the event goes back to the group.
+    requests.send(pb.ReadReq(ack=pb.ReadReq.Ack(ids=[shared_pb2.UUID(string="not-a-uuid")])))
+    error = _error(lambda: next(responses))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+
+    requests = _Requests(_read_options("s", "g"))
+    responses = stub.Read(iter(requests), timeout=30)
+    next(responses)
+    again = next(responses).event
+    assert again.event.id.string == str(events[1].id) == str(UUID(again.event.id.string))
+    assert second.event.stream_revision == again.event.stream_revision == 1
+    # A nack with an unknown action is refused too.
+    requests.send(pb.ReadReq(nack=pb.ReadReq.Nack(ids=[again.event.id], action=9)))  # type: ignore[arg-type]
+    error = _error(lambda: next(responses))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    # A second options message too.
+    requests = _Requests(_read_options("s", "g"))
+    responses = stub.Read(iter(requests), timeout=30)
+    next(responses)
+    next(responses)
+    requests.send(_read_options("s", "g"))
+    error = _error(lambda: next(responses))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    requests.send(None)
+    assert [s.group_name for s in client.list_subscriptions()] == ["g"]
