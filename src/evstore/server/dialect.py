@@ -43,7 +43,7 @@ from uuid import UUID
 import orjson
 
 from evstore._store import AsyncEventStore
-from evstore._types import ALL_STREAM, ANY_VERSION, NO_STREAM
+from evstore._types import ALL_STREAM, ANY_VERSION, NO_STREAM, ExpectedVersion
 from evstore._validation import check_stream_id
 from evstore.backends.base import DATA_RAW, EventRow, NewEvent, StorageBackend
 from evstore.backends.rules import metadata_stream_of
@@ -452,6 +452,56 @@ class Dialect:
             WrongExpectedVersion, StreamDeleted, BadRequest.
         """
         stream = self.check_writable(stream)
+        if events and expected.kind is not ExpectedKind.STREAM_EXISTS:
+            done = await self._append_directly(stream, expected, events)
+            if done is not None:
+                return done
+        return await self._append_judged(stream, expected, events)
+
+    async def _append_directly(
+        self, stream: str, expected: Expected, events: Sequence[NewEvent]
+    ) -> WriteResult | None:
+        """The common case in one read and one write: when the stream is not soft deleted,
+        ``any``, ``no_stream`` and an exact revision mean what evstore's ANY_VERSION,
+        NO_STREAM and version = revision + 1 mean, so evstore checks them atomically.
+
+        ``None`` when that is not enough (soft deleted, a conflict, a re-sent id...): the
+        caller then judges the stream's full state.
+        """
+        target: ExpectedVersion | int
+        if expected.kind is ExpectedKind.ANY:
+            target = ANY_VERSION
+        elif expected.kind is ExpectedKind.NO_STREAM:
+            target = NO_STREAM
+        elif expected.revision < INT64_MAX:
+            target = expected.revision + 1
+        else:
+            return None
+        async with self._locks.hold(base_stream_of(stream), exclusive=False):
+            _, metadata = await self.metadata_of(stream)
+            if truncate_before(metadata) >= INT64_MAX:
+                return None
+            try:
+                result = await self._run(
+                    self.backend.append(stream, target, events, datetime.now(UTC)),
+                    timed=not self.backend.times_appends,
+                )
+            except (
+                ConcurrencyError,
+                StreamNotFoundError,
+                StreamDeletedError,
+                DuplicateEventError,
+            ):
+                return None
+            except InvalidArgumentError as exc:
+                raise BadRequest(str(exc)) from exc
+        return WriteResult(result.stream_version - 1, result.position)
+
+    async def _append_judged(
+        self, stream: str, expected: Expected, events: Sequence[NewEvent]
+    ) -> WriteResult:
+        """Append after reading the stream's state and applying KurrentDB's rules to it
+        (undelete, idempotency, exact error details)."""
         key = base_stream_of(stream)
         exclusive = False
         for _ in range(_WRITE_ATTEMPTS):
