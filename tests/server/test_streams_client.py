@@ -264,3 +264,20 @@ def test_postgres_server(pg_server: BackgroundServer, make_client: MakeClient) -
     with pytest.raises(StreamIsDeletedError):
         client.get_stream("s")
     assert [e.type for e in client.read_all(filter_exclude=[])].count("$streamDeleted") == 1
+
+
+def test_metrics(server: BackgroundServer, client: KurrentDBClient) -> None:
+    def sample(name: str) -> float:
+        value = server.server.metrics.registry.get_sample_value(name)
+        return 0.0 if value is None else value
+
+    client.append_to_stream("m", events=event(), current_version=StreamState.ANY)
+    client.append_to_stream("m", events=[event(), event()], current_version=0)
+    with pytest.raises(WrongCurrentVersionError):
+        client.append_to_stream("m", events=[event()], current_version=0)
+    assert sample("evstore_appends_total") == 2
+    assert sample("evstore_events_appended_total") == 3
+    assert len(client.get_stream("m")) == 3
+    assert len(list(client.read_all(limit=2))) == 2
+    assert sample("evstore_reads_total") == 2
+    assert sample("evstore_events_read_total") == 5

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from kurrentdbclient import AsyncKurrentDBClient, KurrentDBClient, NewEvent, StreamState
 from kurrentdbclient.events import CaughtUp, Checkpoint
-from kurrentdbclient.exceptions import StreamIsDeletedError
+from kurrentdbclient.exceptions import ServiceUnavailableError, StreamIsDeletedError
 
 from evstore.server.app import BackgroundServer
 
-from .conftest import MakeAsyncClient
+from .conftest import MakeAsyncClient, MakeClient, StartServer, connection_string
 
 WAIT = 15.0
 
@@ -262,3 +262,32 @@ async def test_200_concurrent_subscriptions(
         for subscription in subscriptions:
             await subscription.stop()
     await asyncio.to_thread(wait_until, lambda: gauge(server) == 0)
+
+
+def test_a_disconnecting_client_releases_its_subscriptions(
+    server: BackgroundServer, make_client: MakeClient
+) -> None:
+    client = make_client(server)
+    client.append_to_stream("s", events=event(), current_version=StreamState.ANY)
+    subscriptions = [client.subscribe_to_all(timeout=WAIT) for _ in range(5)]
+    assert next(subscriptions[0]).type == "Happened"
+    wait_until(lambda: gauge(server) == 5)
+    client.close()  # the channel goes away without stopping the subscriptions first
+    wait_until(lambda: gauge(server) == 0)
+
+
+def test_shutdown_ends_subscriptions(start_server: StartServer, sqlite_url: str) -> None:
+    server = start_server(sqlite_url, grace=30.0)
+    client = KurrentDBClient(connection_string(server))
+    try:
+        subscription = client.subscribe_to_all(include_caught_up=True, timeout=60)
+        assert isinstance(next(subscription), CaughtUp)
+        started = time.monotonic()
+        server.stop()
+        # The subscription ends at once (not when the 30 s grace period runs out), with an
+        # error a client can reconnect on.
+        assert time.monotonic() - started < 10
+        with pytest.raises(ServiceUnavailableError, match="Server Is Shutting Down"):
+            next(subscription)
+    finally:
+        client.close()
