@@ -281,3 +281,32 @@ def test_metrics(server: BackgroundServer, client: KurrentDBClient) -> None:
     assert len(list(client.read_all(limit=2))) == 2
     assert sample("evstore_reads_total") == 2
     assert sample("evstore_events_read_total") == 5
+
+
+def test_library_links_read_as_link_events(
+    server: BackgroundServer, client: KurrentDBClient
+) -> None:
+    store = server.server.store
+    e1, e2 = event("A"), event("B")
+    client.append_to_stream("src", events=[e1, e2], current_version=StreamState.NO_STREAM)
+
+    async def link() -> None:
+        await store.link_to_stream("linked", ANY_VERSION, [e2.id])
+
+    server.run(link)
+    (plain,) = client.get_stream("linked")
+    assert (plain.type, plain.data, plain.stream_name, plain.stream_position) == (
+        "$>",
+        b"1@src",
+        "linked",
+        0,
+    )
+    (resolved,) = client.get_stream("linked", resolve_links=True)
+    assert (resolved.id, resolved.stream_name, resolved.stream_position) == (e2.id, "src", 1)
+    assert resolved.link is not None and resolved.link.id == plain.id
+    assert resolved.ack_id == plain.id
+    subscription = client.subscribe_to_stream("linked", resolve_links=True, timeout=10)
+    try:
+        assert next(subscription).id == e2.id
+    finally:
+        subscription.stop()

@@ -429,3 +429,41 @@ def test_undecodable_bytes_keep_the_server_serving(
 def test_undecodable_bytes_are_invalid_argument(channel: grpc.Channel) -> None:
     error = raw_read(channel, b"\xff\xff\xff\xff")
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+
+
+def test_out_of_range_starts(stub: streams_pb2_grpc.StreamsStub, client: KurrentDBClient) -> None:
+    client.append_to_stream(
+        "s", events=NewEvent(type="T", data=b"{}"), current_version=StreamState.ANY
+    )
+    huge = 2**64 - 1
+    for options in (
+        stream_read(
+            stream=Options.StreamOptions(stream_identifier=stream_id("s"), revision=huge),
+            subscription=Options.SubscriptionOptions(),
+        ),
+        all_read(
+            all=Options.AllOptions(
+                position=Options.Position(commit_position=huge, prepare_position=huge)
+            ),
+            subscription=Options.SubscriptionOptions(),
+        ),
+    ):
+        call = stub.Read(streams_pb2.ReadReq(options=options), timeout=WAIT)
+        kinds = [next(call).WhichOneof("content"), next(call).WhichOneof("content")]
+        assert kinds == ["confirmation", "caught_up"]
+        call.cancel()
+    for options in (
+        stream_read(stream=Options.StreamOptions(stream_identifier=stream_id("s"), revision=huge)),
+        stream_read(
+            stream=Options.StreamOptions(stream_identifier=stream_id("s"), revision=huge),
+            read_direction=Options.Backwards,
+        ),
+        all_read(all=Options.AllOptions(position=Options.Position(commit_position=huge))),
+        all_read(
+            all=Options.AllOptions(position=Options.Position(commit_position=huge)),
+            read_direction=Options.Backwards,
+        ),
+        all_read(count=huge),
+    ):
+        assert len(read(stub, options)) <= 1
+    check_serving(client)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from evstore.backends.base import EventRow
-from evstore.server.dialect import Dialect, StreamDeleted, StreamNotFound
+from evstore.server.dialect import INT64_MAX, Dialect, StreamDeleted, StreamNotFound
 from evstore.server.filters import EventFilter
 
 __all__ = [
@@ -110,7 +110,8 @@ async def follow_stream(
     elif start == END:
         last = await _current_version(dialect, stream)
     else:
-        last = int(start) + 1
+        # Beyond the largest version a store can hold, nothing will ever come; stay in range.
+        last = min(int(start) + 1, INT64_MAX - 1)
     caught_up = False
     while stop is None or not stop.is_set():
         seen = backend.changes.generation
@@ -158,7 +159,7 @@ async def follow_all(
     elif start == END:
         last = await dialect.last_position()
     else:
-        last = int(start)
+        last = min(int(start), INT64_MAX - 1)
     scanned = 0
     checkpointed = last
     caught_up = False
