@@ -284,16 +284,33 @@ class StreamsServicer(streams_pb2_grpc.StreamsServicer):
     ) -> AsyncIterator[streams_pb2.BatchAppendResp]:
         """Batches multiplexed by correlation id: each is gathered until its final chunk,
         written, and answered with one response (a success or a ``google.rpc.Status``)."""
+        first = await anext(request_iterator, None)
+        if first is None:
+            return
+        if first.is_final and first.HasField("correlation_id"):
+            # What clients usually send: one batch in one chunk per call. Answer it without
+            # the multiplexing machinery below (two tasks and a queue per call).
+            batch = _Batch(first.correlation_id, first.options)
+            self._start_batch(batch, first)
+            self._add_chunk(batch, first)
+            yield await self._write_batch(batch)
+            first = None
         responses: asyncio.Queue[streams_pb2.BatchAppendResp | None] = asyncio.Queue()
         writes: set[asyncio.Task[None]] = set()
 
         async def write(batch: _Batch) -> None:
             await responses.put(await self._write_batch(batch))
 
+        async def requests() -> AsyncIterator[streams_pb2.BatchAppendReq]:
+            if first is not None:
+                yield first
+            async for request in request_iterator:
+                yield request
+
         async def pump() -> None:
             batches: dict[bytes, _Batch] = {}
             try:
-                async for request in request_iterator:
+                async for request in requests():
                     if not request.HasField("correlation_id"):
                         raise _invalid("a batch append request needs a correlation id")
                     key = request.correlation_id.SerializeToString(deterministic=True)
