@@ -30,9 +30,14 @@ NO_STREAM = Expected.no_stream()
 EXISTS = Expected.stream_exists()
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEventStore]:
-    url = f"sqlite:///{tmp_path / 'events.db'}" if request.param == "sqlite" else "memory://"
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    elif request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'events.db'}"
+    else:
+        url = "memory://"
     async with AsyncEventStore(url) as opened:
         yield opened
 

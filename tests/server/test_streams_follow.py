@@ -21,9 +21,14 @@ ANY = Expected.any()
 WAIT = 10.0
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEventStore]:
-    url = f"sqlite:///{tmp_path / 'events.db'}" if request.param == "sqlite" else "memory://"
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    elif request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'events.db'}"
+    else:
+        url = "memory://"
     async with AsyncEventStore(url, poll_interval=5.0) as opened:
         yield opened
 

@@ -291,3 +291,22 @@ def test_shutdown_ends_subscriptions(start_server: StartServer, sqlite_url: str)
             next(subscription)
     finally:
         client.close()
+
+
+def test_postgres_subscriptions(pg_server: BackgroundServer, make_client: MakeClient) -> None:
+    client = make_client(pg_server)
+    client.append_to_stream("p", events=event("Old"), current_version=StreamState.NO_STREAM)
+    to_all = client.subscribe_to_all(include_caught_up=True, timeout=WAIT)
+    to_stream = client.subscribe_to_stream(
+        "p", stream_position=0, include_caught_up=True, timeout=WAIT
+    )
+    try:
+        assert [summary(next(to_all)) for _ in range(2)] == [("Old", 0), "caught-up"]
+        assert summary(next(to_stream)) == "caught-up"
+        client.append_to_stream("p", events=[event("New")], current_version=0)
+        assert summary(next(to_all)) == ("New", 1)
+        assert summary(next(to_stream)) == ("New", 1)
+    finally:
+        to_all.stop()
+        to_stream.stop()
+    wait_until(lambda: gauge(pg_server) == 0)
