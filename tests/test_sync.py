@@ -324,3 +324,56 @@ async def test_sync_lifecycle_classmethods_inside_a_running_loop(databases: Data
     async with AsyncEventStore(url) as async_store:
         assert len(await async_store.read_stream_forward("s")) == 1
     assert isinstance(EventStore.drop(url), str)
+
+
+def test_sync_persistent_subscription_iterates_acks_and_resumes(databases: Databases) -> None:
+    url = databases.new()
+    with EventStore(url) as store:
+        store.append_to_stream("s", 0, _events(1, 5))
+        sub = store.subscribe_to_stream("s", "sync-sub", buffer_size=3)
+        assert isinstance(sub, evstore.SyncSubscription)
+        sub.wait_subscribed(5)
+        assert sub.subscribed
+        seen: list[int] = []
+        for batch in sub:  # an iterator of batches, each acknowledged by a blocking call
+            seen += [e.event_number for e in batch]
+            sub.ack(batch)
+            if seen[-1] == 3:
+                break
+        assert seen == [1, 2, 3]
+        assert sub.checkpoint == 3
+        batch = sub.receive(timeout=5)
+        assert batch is not None and [e.event_number for e in batch] == [4, 5]
+        sub.nack(batch[1], "park")
+        sub.ack(batch[0])
+        with pytest.raises(evstore.EventStoreTimeoutError):
+            sub.receive(timeout=0.1)
+        sub.close()
+        assert sub.receive(timeout=1) is None
+        assert [e.event_number for e in store.parked_events("s", "sync-sub")] == [5]
+        [info] = store.list_subscriptions()
+        assert (info.stream_id, info.subscription_name, info.checkpoint) == ("s", "sync-sub", 5)
+
+        store.append_to_stream("s", 5, _events(6, 1))
+        with store.subscribe_to_stream("s", "sync-sub") as again:
+            batch = again.receive(timeout=5)
+            assert batch is not None and [e.event_number for e in batch] == [6]
+            again.ack(batch)
+
+
+def test_sync_transient_subscription_and_errors(databases: Databases) -> None:
+    with EventStore(databases.new()) as store:
+        store.append_to_stream("s", 0, _events(1, 1))  # before subscribing: not delivered
+        with store.subscribe("$all") as sub:
+            assert isinstance(sub, evstore.SyncTransientSubscription)
+            store.append_to_stream("s", 1, _events(2, 2))
+            batch = next(iter(sub))
+            assert [e.event_id for e in batch] == [uuid.UUID(int=2), uuid.UUID(int=3)]
+        with pytest.raises(evstore.InvalidArgumentError):
+            store.subscribe_to_all_streams("x", buffer_size=0)
+        first = store.subscribe_to_all_streams("one")
+        with pytest.raises(evstore.SubscriptionAlreadyExistsError):
+            store.subscribe_to_all_streams("one")
+        first.close()
+        store.delete_all_streams_subscription("one")
+        assert store.list_subscriptions() == []

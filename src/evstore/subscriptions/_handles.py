@@ -187,6 +187,11 @@ class Subscription(_Receiving):
         await self._engine.wait_active(timeout)
 
     @property
+    def in_flight(self) -> int:
+        """How many events this subscriber holds unacknowledged."""
+        return len(self._consumer.in_flight)
+
+    @property
     def checkpoint(self) -> int:
         """The event number up to which every event is handled (stored, or about to be)."""
         return self._engine.last_ack
@@ -196,7 +201,7 @@ class Subscription(_Receiving):
         [number] = event_numbers(event, "event")
         return self._engine.retry_count(self._consumer, number)
 
-    async def ack(self, events: RecordedEvent | Sequence[RecordedEvent] | int) -> None:
+    async def ack(self, events: RecordedEvent | Sequence[RecordedEvent | int] | int) -> None:
         """Acknowledge an event and every earlier one in flight to this subscriber.
 
         Args:
@@ -211,7 +216,7 @@ class Subscription(_Receiving):
 
     async def nack(
         self,
-        events: RecordedEvent | Sequence[RecordedEvent] | int,
+        events: RecordedEvent | Sequence[RecordedEvent | int] | int,
         action: NackAction = "retry",
     ) -> None:
         """Refuse events in flight to this subscriber (each one listed).

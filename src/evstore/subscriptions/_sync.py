@@ -85,6 +85,11 @@ class SyncSubscription(_SyncReceiving):
         return self._handle.subscribed
 
     @property
+    def in_flight(self) -> int:
+        """See :attr:`evstore.Subscription.in_flight`."""
+        return self._handle.in_flight
+
+    @property
     def checkpoint(self) -> int:
         """See :attr:`evstore.Subscription.checkpoint`."""
         return self._handle.checkpoint
@@ -97,13 +102,13 @@ class SyncSubscription(_SyncReceiving):
         """See :meth:`evstore.Subscription.retry_count`."""
         return self._handle.retry_count(event)
 
-    def ack(self, events: RecordedEvent | Sequence[RecordedEvent] | int) -> None:
+    def ack(self, events: RecordedEvent | Sequence[RecordedEvent | int] | int) -> None:
         """See :meth:`evstore.Subscription.ack`."""
         self._call(self._handle.ack(events))
 
     def nack(
         self,
-        events: RecordedEvent | Sequence[RecordedEvent] | int,
+        events: RecordedEvent | Sequence[RecordedEvent | int] | int,
         action: NackAction = "retry",
     ) -> None:
         """See :meth:`evstore.Subscription.nack`."""
