@@ -11,7 +11,7 @@ import grpc
 import pytest
 from google.protobuf import empty_pb2
 from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
-from kurrentdbclient.exceptions import MaximumAppendSizeExceededError
+from kurrentdbclient.exceptions import MaximumAppendSizeExceededError, StreamIsDeletedError
 from kurrentdbclient.protos.v1 import shared_pb2, streams_pb2, streams_pb2_grpc
 
 from evstore.server.app import BackgroundServer
@@ -467,3 +467,23 @@ def test_out_of_range_starts(stub: streams_pb2_grpc.StreamsStub, client: Kurrent
     ):
         assert len(read(stub, options)) <= 1
     check_serving(client)
+
+
+def test_non_ascii_stream_names_in_errors(
+    stub: streams_pb2_grpc.StreamsStub, client: KurrentDBClient
+) -> None:
+    name = "straße-ü"
+    client.append_to_stream(
+        name, events=NewEvent(type="T", data=b"{}"), current_version=StreamState.ANY
+    )
+    delete = streams_pb2.DeleteReq(
+        options=streams_pb2.DeleteReq.Options(stream_identifier=stream_id(name), revision=5)
+    )
+    with pytest.raises(grpc.RpcError) as conflict:
+        stub.Delete(delete, timeout=WAIT)
+    error = expect_status(conflict.value, grpc.StatusCode.FAILED_PRECONDITION)
+    assert f"Stream: {name}," in conflict.value.details()
+    assert dict(error.trailing_metadata())["stream-name"] == "stra%C3%9Fe-%C3%BC"  # type: ignore[attr-defined]
+    client.tombstone_stream(name, current_version=StreamState.ANY)
+    with pytest.raises(StreamIsDeletedError):
+        client.get_stream(name)

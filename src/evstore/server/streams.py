@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import grpc
 import grpc.aio
@@ -116,8 +117,17 @@ def _unexpected(error: BaseException) -> _Abort:
     return _Abort(grpc.StatusCode.UNKNOWN, f"Unexpected {type(error).__name__}: {error}", {})
 
 
+def _trailer_value(value: str) -> str:
+    """``value`` fit for a gRPC header: printable ASCII as it is, anything else (a stream
+    name in another script, say) percent-encoded as UTF-8, which gRPC would refuse raw."""
+    if value.isascii() and value.isprintable():
+        return value
+    return "".join(c if c.isascii() and c.isprintable() else quote(c, safe="") for c in value)
+
+
 async def _abort(context: Context, failure: _Abort) -> NoReturn:
-    await context.abort(failure.code, failure.message, tuple(failure.trailers.items()))
+    trailers = tuple((key, _trailer_value(value)) for key, value in failure.trailers.items())
+    await context.abort(failure.code, failure.message, trailers)
     raise AssertionError("context.abort returned")  # pragma: no cover
 
 
