@@ -331,3 +331,15 @@ async def test_library_reads_a_soft_deleted_stream(
     await dialect.append("s", ANY, [make()])
     await dialect.delete("s", ANY)
     assert await store.read_stream_forward("s") == []
+
+
+async def test_undelete_keeps_valid_metadata_only(
+    dialect: Dialect, make: Callable[..., NewEvent], store: AsyncEventStore
+) -> None:
+    await dialect.append("s", ANY, [make()])
+    # A client wrote metadata the library would refuse, keeping the stream deleted.
+    deleted = b'{"$tb": 9223372036854775807, "$maxAge": "soon", "$maxCount": 5, "k": 1}'
+    await dialect.append("$$s", ANY, [make("$metadata", deleted)])
+    assert (await dialect.append("s", ANY, [make()])).revision == 1
+    assert await store.get_stream_metadata("s") == {"$tb": 1, "$maxCount": 5, "k": 1}
+    assert [r[0] for r in await rows_of(dialect, "s")] == [2]

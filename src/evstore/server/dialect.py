@@ -241,6 +241,21 @@ def truncate_before(metadata: dict[str, Any]) -> int:
     return value
 
 
+def _undeleted(metadata: dict[str, Any], truncate_before: int) -> dict[str, Any]:
+    """The metadata that undeletes a stream: ``$tb`` at its first new revision, the other
+    keys kept, except reserved values the library would refuse (the events are already
+    appended: the metadata write must not fail on what an older write left)."""
+    kept = dict(metadata)
+    for key in ("$maxAge", "$maxCount"):
+        value = kept.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX
+        ):
+            del kept[key]
+    kept["$tb"] = truncate_before
+    return kept
+
+
 def base_stream_of(stream: str) -> str:
     """The stream a metadata stream describes (``$$s`` -> ``s``), else the stream itself."""
     if stream.startswith(METADATA_STREAM_PREFIX) and len(stream) > len(METADATA_STREAM_PREFIX):
@@ -537,7 +552,7 @@ class Dialect:
                 except InvalidArgumentError as exc:
                     raise BadRequest(str(exc)) from exc
                 if undelete:
-                    await self._write_metadata(stream, {**state.metadata, "$tb": state.version})
+                    await self._write_metadata(stream, _undeleted(state.metadata, state.version))
                 return WriteResult(result.stream_version - 1, result.position)
         raise WrongExpectedVersion(stream, expected, (await self.state(stream)).last_revision)
 
