@@ -688,34 +688,43 @@ def _catch_up_table(run: SubscriptionRun, backend: str) -> Table | None:
 
 
 def target_rows(run: SubscriptionRun) -> list[list[str]]:
-    """The issue's PostgreSQL targets: [target, measured, status] rows."""
+    """The issue's PostgreSQL targets: [target, measured, status] rows.
+
+    Latency against the peer is checked at every S1 rate measured (the issue asks at
+    1,000 appends/s, which the peer does not sustain on a small machine; the lower rate
+    compares the two where neither queues); the absolute p99 bound at 1,000/s only, and
+    only when the append rate asked was reached (within 5 %).
+    """
     rows: list[list[str]] = []
-    rate = TARGET_RATE
-    peer = run.peer("postgres", "S1", rate)
-    for variant in ("persistent", "transient", "persistent, second store"):
-        cell = run.find("postgres", "S1", variant, rate)
-        if cell is None:
-            continue
-        f = cell.figures
-        if peer is not None:
-            for key, name in (("p50_ms", "p50"), ("p99_ms", "p99")):
-                met = f[key] <= peer.figures[key]
+    rates = sorted({c.rate for c in run.cells if c.workload == "S1"}, reverse=True)
+    for rate in rates:
+        peer = run.peer("postgres", "S1", rate)
+        for variant in ("persistent", "transient", "persistent, second store"):
+            cell = run.find("postgres", "S1", variant, rate)
+            if cell is None:
+                continue
+            f = cell.figures
+            where = f"PG S1 {rate:,.0f}/s {variant}"
+            if peer is not None:
+                for key, name in (("p50_ms", "p50"), ("p99_ms", "p99")):
+                    met = f[key] <= peer.figures[key]
+                    rows.append(
+                        [
+                            f"{where}: {name} <= eventsourcing's",
+                            f"{f[key]:.2f} vs {peer.figures[key]:.2f} ms",
+                            "met" if met else "MISSED",
+                        ]
+                    )
+            if rate == TARGET_RATE:
+                at_rate = f["append_rate"] >= RATE_TOLERANCE * rate
+                met = f["p99_ms"] <= LATENCY_TARGET_MS and at_rate
                 rows.append(
                     [
-                        f"PG S1 {variant}: {name} <= eventsourcing's",
-                        f"{f[key]:.2f} vs {peer.figures[key]:.2f} ms",
+                        f"{where}: p99 <= {LATENCY_TARGET_MS:.0f} ms at {rate:,.0f} appends/s",
+                        f"{f['p99_ms']:.2f} ms at {f['append_rate']:,.0f}/s",
                         "met" if met else "MISSED",
                     ]
                 )
-        at_rate = f["append_rate"] >= RATE_TOLERANCE * rate
-        met = f["p99_ms"] <= LATENCY_TARGET_MS and at_rate
-        rows.append(
-            [
-                f"PG S1 {variant}: p99 <= {LATENCY_TARGET_MS:.0f} ms at {rate:,.0f} appends/s",
-                f"{f['p99_ms']:.2f} ms at {f['append_rate']:,.0f}/s",
-                "met" if met else "MISSED",
-            ]
-        )
     peer = run.peer("postgres", "S2")
     cell = run.find("postgres", "S2", "persistent")
     if cell is not None and peer is not None:
