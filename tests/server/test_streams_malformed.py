@@ -422,10 +422,6 @@ def test_undecodable_bytes_keep_the_server_serving(
     check_serving(client)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="request bytes are decoded by the handlers app.py registers (grpc answers UNKNOWN)",
-)
 def test_undecodable_bytes_are_invalid_argument(channel: grpc.Channel) -> None:
     error = raw_read(channel, b"\xff\xff\xff\xff")
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]

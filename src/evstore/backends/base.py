@@ -24,6 +24,7 @@ from evstore.errors import NotSupportedError
 
 __all__ = [
     "DATA_RAW",
+    "JSON_CONTENT",
     "METADATA_RAW",
     "EventRow",
     "NewEvent",
@@ -41,6 +42,9 @@ DATA_RAW = 1
 """Flag bit: the event's data was given as ``bytes`` and is returned as ``bytes``."""
 METADATA_RAW = 2
 """Flag bit: the event's metadata was given as ``bytes`` and is returned as ``bytes``."""
+JSON_CONTENT = 4
+"""Flag bit (the server's): raw data that a gRPC client sent as ``application/json``, so it
+is read back over gRPC with that content type. Backends store flags without reading them."""
 
 SortBy = Literal["created_at", "stream_id", "stream_version", "deleted_at", "status"]
 SortDir = Literal["asc", "desc"]

@@ -165,6 +165,9 @@ def _non_negative_int(value: Any) -> int | None:
     return value
 
 
+_MAX_VERSION = 2**63 - 1
+
+
 def visible_range(metadata: bytes | str | None, stream_version: int, now: datetime) -> VisibleRange:
     """What ``$tb``, ``$maxCount`` and ``$maxAge`` in ``metadata`` leave readable.
 
@@ -183,7 +186,9 @@ def visible_range(metadata: bytes | str | None, stream_version: int, now: dateti
     min_version = 1
     tb = _non_negative_int(doc.get("$tb"))
     if tb is not None:
-        min_version = max(min_version, tb + 1)
+        # Clamped to the largest 64-bit value: KurrentDB's soft delete sets $tb to it, and
+        # databases bind the bound as a signed 64-bit integer.
+        min_version = max(min_version, min(tb + 1, _MAX_VERSION))
     max_count = _non_negative_int(doc.get("$maxCount"))
     if max_count is not None:
         min_version = max(min_version, stream_version - max_count + 1)

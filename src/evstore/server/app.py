@@ -25,15 +25,16 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, NoReturn, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 import grpc.aio
 from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
 
 from evstore import AsyncEventStore
 from evstore.server import auth
@@ -182,11 +183,63 @@ def _method_handlers(
         response = message_factory.GetMessageClass(method.output_type)
         factory = _HANDLER_FACTORIES[(method.client_streaming, method.server_streaming)]
         handlers[method.name] = factory(
-            getattr(servicer, method.name),
-            request_deserializer=request.FromString,
+            _decoding(getattr(servicer, method.name), request, method),
             response_serializer=response.SerializeToString,
         )
     return handlers
+
+
+async def _bad_request(context: grpc.aio.ServicerContext[Any, Any], method: Any) -> NoReturn:
+    await context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"the request of {method.full_name} is not a valid {method.input_type.full_name}",
+    )
+    raise AssertionError("abort returns only by raising")  # pragma: no cover
+
+
+def _decoding(handler: Callable[..., Any], request: Any, method: Any) -> Callable[..., Any]:
+    """``handler`` taking raw request bytes: bytes that do not decode get INVALID_ARGUMENT.
+
+    grpc's own deserializer would fail before any servicer code runs and answer UNKNOWN.
+    """
+
+    async def decode(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return request.FromString(raw)
+        except DecodeError:
+            await _bad_request(context, method)
+
+    async def decode_all(
+        raws: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        async for raw in raws:
+            yield await decode(raw, context)
+
+    if method.client_streaming:
+        if method.server_streaming:
+
+            async def stream_stream(raws: Any, context: Any) -> AsyncIterator[Any]:
+                async for response in handler(decode_all(raws, context), context):
+                    yield response
+
+            return stream_stream
+
+        async def stream_unary(raws: Any, context: Any) -> Any:
+            return await handler(decode_all(raws, context), context)
+
+        return stream_unary
+    if method.server_streaming:
+
+        async def unary_stream(raw: bytes, context: Any) -> AsyncIterator[Any]:
+            async for response in handler(await decode(raw, context), context):
+                yield response
+
+        return unary_stream
+
+    async def unary_unary(raw: bytes, context: Any) -> Any:
+        return await handler(await decode(raw, context), context)
+
+    return unary_unary
 
 
 class _Unimplemented(grpc.GenericRpcHandler):

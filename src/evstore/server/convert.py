@@ -29,7 +29,7 @@ from uuid import UUID
 
 import orjson
 
-from evstore.backends.base import DATA_RAW, METADATA_RAW, EventRow, NewEvent
+from evstore.backends.base import DATA_RAW, JSON_CONTENT, METADATA_RAW, EventRow, NewEvent
 from evstore.backends.rules import METADATA_EVENT_TYPE
 from evstore.server._generated import shared_pb2, streams_pb2
 from evstore.server.dialect import INT64_MAX, TOMBSTONE_EVENT_TYPE, BadRequest
@@ -50,9 +50,6 @@ CONTENT_JSON = "application/json"
 CONTENT_OCTET_STREAM = "application/octet-stream"
 LINK_EVENT_TYPE = "$>"
 
-JSON_CONTENT = 4
-"""Flag bit (beside ``DATA_RAW`` = 1 and ``METADATA_RAW`` = 2): raw data that a client sent
-as ``application/json`` (it did not parse, so the library gets it as ``bytes``)."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INT64_SIGN = 2**63
