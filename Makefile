@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Touched after a successful install: pip runs again only when pyproject.toml changes.
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint run clean
+.PHONY: venv test lint run demo clean
 
 venv: $(STAMP)
 
@@ -26,7 +26,12 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict src/evstore
 
+# The main job: the KurrentDB-compatible server on the embedded SQLite default
+# (sqlite:///evstore.db, or $EVSTORE_URL), on 127.0.0.1:2113 without TLS.
 run: venv
+	$(BIN)/evstore serve
+
+demo: venv
 	$(BIN)/python -m evstore.demo
 
 clean:
