@@ -27,6 +27,7 @@ from evstore.bench.server import (
     _parser,
     main,
     plan_from_args,
+    profile_lines,
     tables,
     target_rows,
 )
@@ -173,6 +174,9 @@ def test_quick_sqlite_run_writes_every_cell(
     for cell in run.cells:
         f = cell.figures
         assert cell.backend == "sqlite"
+        assert ("-m evstore.cli --url sqlite:///" in cell.server) == (
+            cell.variant in (PROCESS, SHARED)
+        )
         if cell.workload == "B1":
             assert f["clients"] == 4
             assert f["appends"] > 0
@@ -189,3 +193,21 @@ def test_quick_sqlite_run_writes_every_cell(
     out = capsys.readouterr().out
     assert "B1 appends" in out and "B2 $all read" in out
     assert "SQLite B1: >= 5,000 appends/s over gRPC" in out
+
+
+def test_profile_lines_show_threads_and_top_functions() -> None:
+    summary = summarise_profile(
+        "thread (1): MainThread;serve (cli/_serve.py:1);Handle._run (asyncio/events.py:80) 3\n"
+        "thread (2): writer;_transaction (sqlite/writer.py:196) 1\n"
+    )
+    cell = _b1("sqlite", PROCESS, 900.0)
+    cell.profile = {"sqlite-B1-process-server": {"file": "/tmp/x.txt", **summary.as_json()}}
+    lines = profile_lines(ServerRun(cells=[cell]), top=1)
+    assert lines == [
+        "profile sqlite-B1-process-server: 4 samples, /tmp/x.txt",
+        "  threads: thread: MainThread 75%, thread: writer 25%",
+        "  self:",
+        "     75.0%  Handle._run (asyncio/events.py)",
+        "  inclusive:",
+        "     75.0%  serve (cli/_serve.py)",  # ties: the outermost first
+    ]

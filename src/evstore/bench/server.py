@@ -152,6 +152,8 @@ class ServerCell:
     description: str
     figures: dict[str, Any]
     profile: dict[str, Any] = field(default_factory=dict)
+    server: str = ""
+    """How the server ran: the ``evstore serve`` command line, or ``BackgroundServer``."""
 
 
 @dataclass
@@ -314,6 +316,7 @@ class Runner:
         self.plan = plan
         self.s = plan.settings
         self.progress = progress
+        self.last_server = ""
         self.profiler = (
             Profiler(plan.profile_dir, gil=plan.profile_gil)
             if plan.profile_dir is not None
@@ -327,7 +330,12 @@ class Runner:
     def _cell(
         self, workload: str, variant: str, figures: dict[str, Any], profile: dict[str, Any]
     ) -> ServerCell:
-        return ServerCell(self.backend, workload, variant, DESCRIPTIONS[variant], figures, profile)
+        server = self.last_server if variant in (PROCESS, SHARED) else ""
+        if variant == THREAD:
+            server = "evstore.server.app.BackgroundServer (this process)"
+        return ServerCell(
+            self.backend, workload, variant, DESCRIPTIONS[variant], figures, profile, server
+        )
 
     def _profile_hook(self, name: str, pids: dict[str, int]) -> Callable[[float], Any] | None:
         profiler = self.profiler
@@ -381,6 +389,7 @@ class Runner:
             server_process(url, schema, server_src=self.plan.server_src) as server,
             _clients(server.uri, 1 if shared else self.s.clients) as clients,
         ):
+            self.last_server = shlex.join(server.command)
             appenders = [GrpcAppender(clients[0 if shared else n]) for n in range(self.s.clients)]
             name = "B1-process-shared" if shared else "B1-process"
             hook = self._profile_hook(name, {"server": server.pid, "client": os.getpid()})
@@ -424,6 +433,7 @@ class Runner:
                     async with server_process(
                         url, schema, server_src=self.plan.server_src
                     ) as server:
+                        self.last_server = shlex.join(server.command)
                         figures, profile = await self._read_grpc(
                             server.uri, server.pid, "B2-process"
                         )
@@ -579,6 +589,15 @@ async def run_server_benchmarks(plan: ServerPlan, progress: Progress = _stderr) 
     run.meta["settings"] = asdict(plan.settings)
     run.meta["workloads"] = list(plan.workloads)
     run.meta["variants"] = list(plan.variants)
+    run.notes.append(
+        "gRPC appends are kurrentdbclient's append_to_stream, which 1.3.5 sends as one "
+        "Streams.BatchAppend call (one batch, is_final) per append"
+    )
+    if plan.profile_dir is not None:
+        run.notes.append(
+            "py-spy sampled the processes during the measured windows (--profile): the "
+            "figures include its overhead, do not quote them"
+        )
     if plan.server_src is not None:
         run.meta["server_src"] = plan.server_src
         run.notes.append(f"the server process ran the evstore found first in {plan.server_src}")
@@ -716,12 +735,29 @@ def tables(run: ServerRun) -> list[Table]:
     return [table for table in found if table is not None]
 
 
+def profile_lines(run: ServerRun, top: int = 8) -> list[str]:
+    """The profiles of a run (``--profile``) in short: per process, its busiest threads
+    and the functions with the most samples of their own (self) and in all (inclusive)."""
+    lines: list[str] = []
+    for cell in run.cells:
+        for name, summary in cell.profile.items():
+            lines.append(f"profile {name}: {summary['samples']:,} samples, {summary['file']}")
+            threads = ", ".join(f"{thread} {share:.0%}" for thread, share in summary["threads"])
+            lines.append(f"  threads: {threads}")
+            for key in ("self", "inclusive"):
+                lines.append(f"  {key}:")
+                lines += [f"    {share:6.1%}  {where}" for where, share in summary[key][:top]]
+    return lines
+
+
 def print_run(run: ServerRun, *, markdown: bool) -> None:
-    """Every table and note of ``run`` on stdout."""
+    """Every table, note and profile summary of ``run`` on stdout."""
     for table in tables(run):
         print(render(table, markdown=markdown))
     for note in run.notes:
         print(f"note: {note}")
+    for line in profile_lines(run):
+        print(line)
 
 
 # -- command line -------------------------------------------------------------------------

@@ -241,7 +241,7 @@ def summarise_profile(collapsed: str, top: int = 25) -> ProfileSummary:
         functions = [_function_of(frame) for frame in frames[1:]]
         if functions:
             self_time[functions[-1]] += count
-        for function in set(functions):
+        for function in dict.fromkeys(functions):  # once per sample, outermost first
             inclusive[function] += count
     if total == 0:
         return ProfileSummary(0, [], [], [])
