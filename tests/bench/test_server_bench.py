@@ -208,6 +208,6 @@ def test_profile_lines_show_threads_and_top_functions() -> None:
         "  threads: thread: MainThread 75%, thread: writer 25%",
         "  self:",
         "     75.0%  Handle._run (asyncio/events.py)",
-        "  inclusive:",
-        "     75.0%  serve (cli/_serve.py)",  # ties: the outermost first
+        "  inclusive (evstore, grpc.aio, kurrentdbclient):",
+        "     25.0%  _transaction (sqlite/writer.py)",  # the outer frames are left out
     ]

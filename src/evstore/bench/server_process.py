@@ -223,7 +223,7 @@ def _function_of(frame: str) -> str:
     return f"{found.group('function')} ({'/'.join(parts[-2:])})"
 
 
-def summarise_profile(collapsed: str, top: int = 25) -> ProfileSummary:
+def summarise_profile(collapsed: str, top: int = 60) -> ProfileSummary:
     """Summarise py-spy's ``--format raw`` output (collapsed stacks: ``thread;frame;...;
     frame COUNT`` per line, outermost first)."""
     threads: Counter[str] = Counter()
