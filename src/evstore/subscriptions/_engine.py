@@ -41,6 +41,7 @@ from evstore.errors import (
 )
 from evstore.subscriptions._inbox import Inbox
 from evstore.subscriptions._options import NackAction, SubscriptionOptions
+from evstore.subscriptions._waker import Waker
 
 __all__ = ["Consumer", "PersistentEngine", "ReadEvents"]
 
@@ -134,7 +135,7 @@ class PersistentEngine:
         self._next_order = 0
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._wake: asyncio.Future[None] | None = None
+        self._waker = Waker(backend)
         self._lock: SubscriptionLock | None = None
         self.active = False
         self._activated = asyncio.Event()
@@ -148,7 +149,6 @@ class PersistentEngine:
         self._last_advance = 0.0
         self._replay_wanted = True
         self._next_replay_check = 0.0
-        self._kicked = False
         self._lost_watch: asyncio.Task[None] | None = None
 
     def _reset_memory(self) -> None:
@@ -221,7 +221,7 @@ class PersistentEngine:
         """Stop delivering: consumers' iterations end, the checkpoint is flushed and the
         ownership released before this returns. Idempotent."""
         self._stopping = True
-        self._kick()
+        self._waker.close()
         task = self._task
         if task is not None and task is not asyncio.current_task():
             await asyncio.shield(task)
@@ -344,28 +344,10 @@ class PersistentEngine:
     # -- the loop ----------------------------------------------------------------------
 
     def _kick(self) -> None:
-        self._kicked = True
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
+        self._waker.kick()
 
     async def _sleep(self, seconds: float | None, seen: int | None = None) -> None:
-        """Sleep until kicked, the change signal moves past ``seen``, or ``seconds`` pass."""
-        if self._kicked or self._stopping:
-            self._kicked = False
-            return
-        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._wake = wake
-        changes = self._backend.changes
-        if seen is not None:
-            changes.add_waiter(seen, wake)
-        try:
-            await asyncio.wait((wake,), timeout=seconds)
-        finally:
-            changes.discard(wake)
-            self._wake = None
-            self._kicked = False
-            wake.cancel()
+        await self._waker.sleep(seconds, seen)
 
     async def _run(self) -> None:
         try:
@@ -592,7 +574,7 @@ class PersistentEngine:
         if self.error is None:
             self.error = error
         self._stopping = True
-        self._kick()
+        self._waker.close()
 
     def _pick(self, entry: _Entry) -> Consumer | None:
         consumers = self.consumers

@@ -24,6 +24,7 @@ from evstore.backends.base import StorageBackend
 from evstore.errors import EventStoreTimeoutError, StorageError
 from evstore.subscriptions._engine import ReadEvents
 from evstore.subscriptions._inbox import Inbox
+from evstore.subscriptions._waker import Waker
 
 __all__ = ["MAX_WAITING_BATCHES", "TransientFeed", "appends_of"]
 
@@ -74,8 +75,8 @@ class TransientFeed:
         self._on_stopped = on_stopped
         self.inbox = Inbox()
         self._stopping = False
-        self._wake: asyncio.Future[None] | None = None
-        self.inbox.on_take = self._kick
+        self._waker = Waker(backend)
+        self.inbox.on_take = self._waker.kick
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"evstore-transient-{stream_id}"
         )
@@ -83,29 +84,9 @@ class TransientFeed:
     async def stop(self) -> None:
         """Stop following; the consumer's iteration ends. Idempotent."""
         self._stopping = True
-        self._kick()
+        self._waker.close()
         if self._task is not asyncio.current_task():
             await asyncio.shield(self._task)
-
-    def _kick(self) -> None:
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
-
-    async def _sleep(self, seconds: float, seen: int | None) -> None:
-        if self._stopping:
-            return
-        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._wake = wake
-        changes = self._backend.changes
-        if seen is not None:
-            changes.add_waiter(seen, wake)
-        try:
-            await asyncio.wait((wake,), timeout=seconds)
-        finally:
-            changes.discard(wake)
-            self._wake = None
-            wake.cancel()
 
     async def _run(self) -> None:
         error: BaseException | None = None
@@ -113,20 +94,20 @@ class TransientFeed:
             await self._backend.watch_changes()
             while not self._stopping:
                 if len(self.inbox) >= MAX_WAITING_BATCHES:
-                    await self._sleep(self._backend.poll_interval, None)  # woken by a take
+                    await self._waker.sleep(self._backend.poll_interval, None)  # woken by a take
                     continue
                 seen = self._backend.changes.generation
                 try:
                     events = await self._read(ALL_STREAM, self._cursor + 1, PAGE_SIZE)
                 except (StorageError, EventStoreTimeoutError) as exc:
                     log.warning("transient subscription on %r: %s; retrying", self.stream_id, exc)
-                    await self._sleep(self._backend.poll_interval, None)
+                    await self._waker.sleep(self._backend.poll_interval, None)
                     continue
                 if events:
                     self._cursor = events[-1].event_number
                     self._deliver(events)
                 if len(events) < PAGE_SIZE:
-                    await self._sleep(self._backend.poll_interval, seen)
+                    await self._waker.sleep(self._backend.poll_interval, seen)
         except Exception as exc:  # the subscriber's selector or mapper failed
             log.error("transient subscription on %r failed: %r", self.stream_id, exc)
             error = exc
