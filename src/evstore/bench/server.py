@@ -190,27 +190,28 @@ class GrpcAppender:
     exact expected revision (no stream before the first)."""
 
     def __init__(self, client: Any) -> None:
+        # kurrentdbclient is a development dependency: imported when a benchmark runs.
+        from kurrentdbclient import NewEvent, StreamState
+
+        self._new_event = NewEvent
+        self._no_stream = StreamState.NO_STREAM
         self.client = client
         self.stream = new_stream_id()
         self.count = 0
 
     async def __call__(self) -> None:
-        from kurrentdbclient import NewEvent, StreamState
-
-        current: int | StreamState = StreamState.NO_STREAM if self.count == 0 else self.count - 1
+        current = self._no_stream if self.count == 0 else self.count - 1
         await self.client.append_to_stream(
             self.stream,
-            events=NewEvent(type=EVENT_TYPE, data=PAYLOAD_BYTES),
+            events=self._new_event(type=EVENT_TYPE, data=PAYLOAD_BYTES),
             current_version=current,
         )
         self.count += 1
 
     async def check(self) -> None:
         """Raise unless the stream holds exactly the appends acknowledged."""
-        from kurrentdbclient import StreamState
-
         revision = await self.client.get_current_version(self.stream)
-        expected = StreamState.NO_STREAM if self.count == 0 else self.count - 1
+        expected = self._no_stream if self.count == 0 else self.count - 1
         if revision != expected:
             raise RuntimeError(
                 f"stream {self.stream}: revision {revision} after {self.count} appends"
