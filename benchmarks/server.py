@@ -14,7 +14,8 @@ filter) against ``stream_all_forward`` over the same 100,000 events. PostgreSQL:
 ``--admin-url`` (default postgresql://postgres@127.0.0.1:5432/postgres) must be allowed to
 CREATE DATABASE; the run creates ``evstore_bench_<hex>``, drops it at the end, and refuses
 a server without durable commits. SQLite: files in a temporary directory
-(``--sqlite-dir``). The code lives in ``evstore.bench.server``
+(``--sqlite-dir``). ``--backends memory`` adds B1 on ``memory://`` stores: the cost of
+the gRPC path with the cheapest store. The code lives in ``evstore.bench.server``
 (``src/evstore/bench/server*.py``).
 """
 

@@ -211,3 +211,19 @@ def test_profile_lines_show_threads_and_top_functions() -> None:
         "  inclusive (evstore, grpc.aio, kurrentdbclient):",
         "     25.0%  _transaction (sqlite/writer.py)",  # the outer frames are left out
     ]
+
+
+def test_memory_backend_measures_appends_only(tmp_path: Path) -> None:
+    results = tmp_path / "memory.json"
+    argv = ["--backends", "memory", "--variants", "in-process,process", "--seconds", "0.3"]
+    argv += ["--warmup", "0.1", "--clients", "3", "--json", str(results)]
+    assert main(argv) == 0
+    run = ServerRun.from_json(json.loads(results.read_text()))
+    assert [(c.backend, c.workload, c.variant) for c in run.cells] == [
+        ("memory", "B1", IN_PROCESS),
+        ("memory", "B1", PROCESS),
+    ]
+    assert all(cell.figures["appends"] > 0 for cell in run.cells)
+    assert "--url memory://" in run.cells[1].server
+    assert any("memory: B2 not measured" in note for note in run.notes)
+    assert target_rows(run) == []  # the targets are about SQLite and PostgreSQL

@@ -25,6 +25,9 @@ Where the server runs (``variant``):
   own process (one GIL for the server and the clients); one client per task.
 * ``in-process``: no server, the store in the benchmark's process.
 
+Backends: SQLite and PostgreSQL; on request also ``memory`` (``memory://`` stores, B1
+only), which shows what the gRPC path costs with the cheapest store there is.
+
 The server and the in-process store use the same store options (the defaults: on
 PostgreSQL a pool of 10). Each B1 cell gets a fresh SQLite file or PostgreSQL schema (in a
 scratch database created on ``--admin-url`` and dropped at the end, after a
@@ -62,7 +65,7 @@ from evstore.bench.server_process import (
     process_cpu_seconds,
     server_process,
 )
-from evstore.bench.systems import TargetSpec, make_target
+from evstore.bench.systems import TargetSpec
 from evstore.bench.systems.evstore_target import EvstoreTarget
 
 __all__ = [
@@ -78,8 +81,10 @@ __all__ = [
 
 Progress = Callable[[str], None]
 
-BACKENDS = ("sqlite", "postgres")
-BACKEND_NAMES = {"postgres": "PostgreSQL", "sqlite": "SQLite"}
+MEMORY = "memory"
+BACKENDS = ("sqlite", "postgres", MEMORY)
+DEFAULT_BACKENDS = ("sqlite", "postgres")
+BACKEND_NAMES = {"postgres": "PostgreSQL", "sqlite": "SQLite", MEMORY: "memory"}
 WORKLOADS = ("B1", "B2")
 IN_PROCESS = "in-process"
 PROCESS = "process"
@@ -121,7 +126,8 @@ class ServerSettings:
 class ServerPlan:
     """What to run where. PostgreSQL runs in a scratch database created on ``admin_url``."""
 
-    backends: tuple[str, ...] = BACKENDS
+    backends: tuple[str, ...] = DEFAULT_BACKENDS
+    """``memory`` too on request: the gRPC cost with the cheapest store (B1 only)."""
     workloads: tuple[str, ...] = WORKLOADS
     variants: tuple[str, ...] = VARIANTS
     settings: ServerSettings = field(default_factory=ServerSettings)
@@ -299,11 +305,23 @@ async def _clients(uri: str, count: int) -> AsyncIterator[list[Any]]:
             await client.close()
 
 
-def _store_url(spec: TargetSpec) -> tuple[str, str | None]:
-    """The store URL and schema of a scratch location."""
-    if spec.backend == "sqlite":
-        return f"sqlite:///{spec.location}", None
-    return spec.location, spec.schema
+@dataclass(frozen=True)
+class Location:
+    """Where a cell's store lives: a URL and, on PostgreSQL, a schema (tables created)."""
+
+    url: str
+    schema: str | None = None
+
+    @classmethod
+    def of(cls, spec: TargetSpec) -> Location:
+        if spec.backend == "sqlite":
+            return cls(f"sqlite:///{spec.location}")
+        return cls(spec.location, spec.schema)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """``AsyncEventStore`` options (the server gets the same through ``--schema``)."""
+        return {} if self.schema is None else {"schema": self.schema, "auto_init": False}
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -312,8 +330,9 @@ def _store_url(spec: TargetSpec) -> tuple[str, str | None]:
 class Runner:
     """Runs the plan's cells on one backend's site."""
 
-    def __init__(self, site: Site, plan: ServerPlan, progress: Progress) -> None:
+    def __init__(self, site: Site | None, plan: ServerPlan, progress: Progress) -> None:
         self.site = site
+        self._memory_stores = 0
         self.plan = plan
         self.s = plan.settings
         self.progress = progress
@@ -326,7 +345,21 @@ class Runner:
 
     @property
     def backend(self) -> str:
-        return self.site.backend
+        return MEMORY if self.site is None else self.site.backend
+
+    @asynccontextmanager
+    async def location(self) -> AsyncIterator[Location]:
+        """A fresh store location for one cell (removed afterwards)."""
+        if self.site is None:
+            self._memory_stores += 1
+            yield Location(f"memory://evstore-server-bench-{os.getpid()}-{self._memory_stores}")
+            return
+        async with self.site.location("evstore") as spec:
+            yield Location.of(spec)
+
+    async def prepare(self) -> None:
+        if self.site is not None:
+            await self.site.prepare()
 
     def _cell(
         self, workload: str, variant: str, figures: dict[str, Any], profile: dict[str, Any]
@@ -360,34 +393,31 @@ class Runner:
         cells = []
         for variant in self.plan.variants:
             self.progress(f"{self.backend} B1 {variant}, {self.s.clients} tasks")
-            async with self.site.location("evstore") as spec:
+            async with self.location() as where:
                 if variant == IN_PROCESS:
-                    figures, profile = await self._appends_in_process(spec)
+                    figures, profile = await self._appends_in_process(where)
                 elif variant == THREAD:
-                    figures, profile = await self._appends_thread(spec)
+                    figures, profile = await self._appends_thread(where)
                 else:
-                    figures, profile = await self._appends_process(spec, variant == SHARED)
+                    figures, profile = await self._appends_process(where, variant == SHARED)
             cells.append(self._cell("B1", variant, figures, profile))
         return cells
 
-    async def _appends_in_process(self, spec: TargetSpec) -> tuple[dict[str, Any], dict[str, Any]]:
-        target = make_target(spec)
-        assert isinstance(target, EvstoreTarget)
-        await target.open()
+    async def _appends_in_process(self, where: Location) -> tuple[dict[str, Any], dict[str, Any]]:
+        store = await AsyncEventStore(where.url, **where.options).open()
         try:
-            appenders = [StoreAppender(target.store) for _ in range(self.s.clients)]
+            appenders = [StoreAppender(store) for _ in range(self.s.clients)]
             hook = self._profile_hook("B1-in-process", {"process": os.getpid()})
             window = await _measure(appenders, self.s, None, hook)
         finally:
-            await target.close()
+            await store.close()
         return window.figures(self.s.clients), await self._profiles()
 
     async def _appends_process(
-        self, spec: TargetSpec, shared: bool
+        self, where: Location, shared: bool
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        url, schema = _store_url(spec)
         async with (
-            server_process(url, schema, server_src=self.plan.server_src) as server,
+            server_process(where.url, where.schema, server_src=self.plan.server_src) as server,
             _clients(server.uri, 1 if shared else self.s.clients) as clients,
         ):
             self.last_server = shlex.join(server.command)
@@ -397,8 +427,8 @@ class Runner:
             window = await _measure(appenders, self.s, server.pid, hook)
         return window.figures(self.s.clients), await self._profiles()
 
-    async def _appends_thread(self, spec: TargetSpec) -> tuple[dict[str, Any], dict[str, Any]]:
-        async with _background_server(spec) as uri, _clients(uri, self.s.clients) as clients:
+    async def _appends_thread(self, where: Location) -> tuple[dict[str, Any], dict[str, Any]]:
+        async with _background_server(where) as uri, _clients(uri, self.s.clients) as clients:
             appenders = [GrpcAppender(client) for client in clients]
             hook = self._profile_hook("B1-thread", {"process": os.getpid()})
             window = await _measure(appenders, self.s, None, hook)
@@ -411,28 +441,27 @@ class Runner:
         per_stream = min(PER_STREAM, s.read_events)
         streams = s.read_events // per_stream
         cells = []
-        async with self.site.location("evstore") as spec:
+        async with self.location() as where:
             self.progress(f"{self.backend} B2 storing {s.read_events:,} events")
-            filler = make_target(spec)
+            filler = EvstoreTarget(where.url, **where.options)
             await filler.open()
             try:
                 await filler.fill([new_stream_id() for _ in range(streams)], per_stream)
             finally:
                 await filler.close()
-            await self.site.prepare()
+            await self.prepare()
             for variant in self.plan.variants:
                 if variant == SHARED:
                     continue  # one reader: a shared client is the same thing
                 self.progress(f"{self.backend} B2 {variant}, {s.read_events:,} events")
                 if variant == IN_PROCESS:
-                    figures, profile = await self._read_in_process(spec)
+                    figures, profile = await self._read_in_process(where)
                 elif variant == THREAD:
-                    async with _background_server(spec) as uri:
+                    async with _background_server(where) as uri:
                         figures, profile = await self._read_grpc(uri, None, "B2-thread")
                 else:
-                    url, schema = _store_url(spec)
                     async with server_process(
-                        url, schema, server_src=self.plan.server_src
+                        where.url, where.schema, server_src=self.plan.server_src
                     ) as server:
                         self.last_server = shlex.join(server.command)
                         figures, profile = await self._read_grpc(
@@ -485,11 +514,8 @@ class Runner:
             await read()
         return figures, await self._profiles()
 
-    async def _read_in_process(self, spec: TargetSpec) -> tuple[dict[str, Any], dict[str, Any]]:
-        target = make_target(spec)
-        assert isinstance(target, EvstoreTarget)
-        await target.open()
-        store = target.store
+    async def _read_in_process(self, where: Location) -> tuple[dict[str, Any], dict[str, Any]]:
+        store = await AsyncEventStore(where.url, **where.options).open()
         batch_size = self.s.read_batch_size
 
         async def read() -> int:
@@ -501,7 +527,7 @@ class Runner:
         try:
             return await self._passes(read, None, "B2-in-process", {"process": os.getpid()})
         finally:
-            await target.close()
+            await store.close()
 
     async def _read_grpc(
         self, uri: str, server_pid: int | None, name: str
@@ -530,13 +556,11 @@ class Runner:
 
 
 @asynccontextmanager
-async def _background_server(spec: TargetSpec) -> AsyncIterator[str]:
-    """A :class:`BackgroundServer` on ``spec`` in this process; its connection string."""
+async def _background_server(where: Location) -> AsyncIterator[str]:
+    """A :class:`BackgroundServer` on ``where`` in this process; its connection string."""
     from evstore.server.app import BackgroundServer
 
-    url, schema = _store_url(spec)
-    options = {"schema": schema} if schema is not None else {}
-    server = BackgroundServer(url, port=0, grace=5.0, store_options=options)
+    server = BackgroundServer(where.url, port=0, grace=5.0, store_options=where.options)
     await asyncio.to_thread(server.start)
     try:
         yield f"kurrentdb://127.0.0.1:{server.port}?tls=false"
@@ -548,12 +572,18 @@ def _stderr(message: str) -> None:
     print(f"  .. {message}", file=sys.stderr, flush=True)
 
 
-async def _run_site(site: Site, plan: ServerPlan, progress: Progress, run: ServerRun) -> None:
+async def _run_site(
+    site: Site | None, plan: ServerPlan, progress: Progress, run: ServerRun
+) -> None:
     runner = Runner(site, plan, progress)
     if "B1" in plan.workloads:
         run.cells += await runner.appends()
     if "B2" in plan.workloads:
-        run.cells += await runner.reads()
+        if site is None:
+            # A memory:// store lives in one process: the server's cannot be filled from here.
+            run.notes.append("memory: B2 not measured (each process has its own memory store)")
+        else:
+            run.cells += await runner.reads()
 
 
 async def _run_postgres(plan: ServerPlan, progress: Progress, run: ServerRun) -> None:
@@ -605,6 +635,8 @@ async def run_server_benchmarks(plan: ServerPlan, progress: Progress = _stderr) 
     for backend in plan.backends:
         if backend == "postgres":
             await _run_postgres(plan, progress, run)
+        elif backend == MEMORY:
+            await _run_site(None, plan, progress, run)
         else:
             sqlite = SqliteSite(plan.sqlite_dir)
             try:
@@ -698,7 +730,7 @@ def target_rows(run: ServerRun) -> list[list[str]]:
     """The issue's B1 targets, per backend, on the headline variant: [target, measured,
     status] rows."""
     rows: list[list[str]] = []
-    for backend in BACKENDS:
+    for backend in DEFAULT_BACKENDS:  # the targets are about durable stores
         cell = run.find(backend, "B1", PROCESS)
         if cell is None:
             continue
@@ -806,8 +838,9 @@ def _parser() -> argparse.ArgumentParser:
         "--backends",
         action="append",
         default=[],
-        metavar="sqlite,postgres",
-        help="backends to measure (default both)",
+        metavar="sqlite,postgres,memory",
+        help="backends to measure (default sqlite,postgres; memory: the gRPC cost with the "
+        "cheapest store, B1 only)",
     )
     parser.add_argument("--only", action="append", default=[], metavar="B1,B2")
     parser.add_argument(
@@ -855,7 +888,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def plan_from_args(args: argparse.Namespace) -> ServerPlan:
     """The plan the command line asks for (ValueError on unknown names or bad sizes)."""
-    backends = _choose(args.backends, {b: b for b in BACKENDS}, "backend") or BACKENDS
+    backends = _choose(args.backends, {b: b for b in BACKENDS}, "backend") or DEFAULT_BACKENDS
     workloads = _choose(args.only, {w.lower(): w for w in WORKLOADS}, "workload") or WORKLOADS
     variants = _choose(args.variants, VARIANT_OPTIONS, "variant") or VARIANTS
     settings = ServerSettings.quick() if args.quick else ServerSettings()
