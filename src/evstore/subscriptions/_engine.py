@@ -141,6 +141,8 @@ class PersistentEngine:
         self._activated = asyncio.Event()
         self._finished = asyncio.Event()
         self._orphaned: set[int] = set()
+        self._epoch = 0
+        self._checkpoint_write: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
         self._reset_memory()
         self.last_ack = 0
@@ -403,6 +405,7 @@ class PersistentEngine:
         self._kick()
 
     def _activate(self, last_seen: int) -> None:
+        self._epoch += 1
         self._reset_memory()
         self._last_received = last_seen
         self.last_ack = self._persisted = last_seen
@@ -578,6 +581,9 @@ class PersistentEngine:
 
     def _pick(self, entry: _Entry) -> Consumer | None:
         consumers = self.consumers
+        if len(consumers) == 1:
+            only = consumers[0]
+            return only if only.has_room else None
         strategy = self.options.strategy
         if strategy in ("pinned", "pinned_by_correlation"):
             pinned = consumers[entry.bucket % len(consumers)]
@@ -586,12 +592,19 @@ class PersistentEngine:
             for consumer in consumers:
                 if consumer.in_flight and consumer.partition_key == entry.partition:
                     return consumer if consumer.has_room else None
-        if strategy == "round_robin":
-            consumers = sorted(consumers, key=lambda c: (c.last_sent, c.order))
+        if strategy == "dispatch_to_single":
+            for consumer in consumers:  # connection order
+                if consumer.has_room:
+                    return consumer
+            return None
+        # round_robin: the least recently served consumer with room (ties: connection order).
+        best: Consumer | None = None
         for consumer in consumers:
-            if consumer.has_room:
-                return consumer
-        return None
+            if consumer.has_room and (
+                best is None or (consumer.last_sent, consumer.order) < (best.last_sent, best.order)
+            ):
+                best = consumer
+        return best
 
     def _requeue(self, entries: list[_Entry]) -> None:
         """Put events back at the front of their partitions, in event-number order."""
@@ -724,19 +737,48 @@ class PersistentEngine:
             self._last_advance = asyncio.get_running_loop().time()
 
     async def _checkpoint(self, now: float, *, force: bool = False) -> None:
+        """Store the checkpoint when it is due.
+
+        The write runs beside the delivery loop (one at a time; the next one takes the
+        latest value), so a durable UPDATE never delays handing out events. ``force``
+        (stopping) waits for the write in flight and then writes what is left.
+        """
+        writing = self._checkpoint_write
+        if force:
+            if writing is not None:
+                await asyncio.shield(writing)
+            if not self.options.transient and self.last_ack != self._persisted:
+                await self._store_checkpoint()
+            return
         if self.options.transient or self.last_ack == self._persisted:
             return
+        if writing is not None and not writing.done():
+            return  # the write in flight kicks the loop when it is done
         after = self.options.checkpoint_after
-        if (
-            force
-            or self._pending >= self.options.checkpoint_threshold
-            or (after > 0 and now - self._last_advance >= after)
+        if self._pending >= self.options.checkpoint_threshold or (
+            after > 0 and now - self._last_advance >= after
         ):
-            value, written = self.last_ack, self._pending
-            await self._backend.store_checkpoint(self.stream_id, self.name, value)
+            self._checkpoint_write = asyncio.get_running_loop().create_task(
+                self._checkpoint_in_background()
+            )
+
+    async def _store_checkpoint(self) -> None:
+        epoch, value, written = self._epoch, self.last_ack, self._pending
+        await self._backend.store_checkpoint(self.stream_id, self.name, value)
+        if epoch == self._epoch:  # not from before a lost and retaken ownership
             self._persisted = value
             # Acks handled while the write was in flight still count towards the next one.
             self._pending -= written
+
+    async def _checkpoint_in_background(self) -> None:
+        try:
+            await self._store_checkpoint()
+        except (StorageError, EventStoreTimeoutError) as exc:
+            log.warning("subscription %r: checkpoint not stored yet: %s", self.name, exc)
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            self._kick()  # more may have become due meanwhile
 
     async def _shutdown(self) -> None:
         if self.active and self._lock is not None and self._lock.lost:

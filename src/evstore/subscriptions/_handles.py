@@ -211,8 +211,10 @@ class Subscription(_Receiving):
         Raises:
             InvalidArgumentError: the event was never delivered by this subscription.
         """
-        numbers = event_numbers(events, "ack")
-        await self._engine.ack(self._consumer, numbers[-1])
+        if isinstance(events, Sequence) and not isinstance(events, (str, bytes)) and events:
+            events = events[-1]  # the last one counts: no need to look at the others
+        [number] = event_numbers(events, "ack")
+        await self._engine.ack(self._consumer, number)
 
     async def nack(
         self,

@@ -127,6 +127,20 @@ def _raise_expectation(
     )
 
 
+
+class _PooledConnection(asyncpg.Connection):
+    """A pool connection released without asyncpg's reset query.
+
+    The default release sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` (a round trip, measured at 180 µs of a 250 µs acquire-query-release). evstore
+    leaves no session state on pool connections: settings are fixed at connect, its advisory
+    locks are transaction-scoped, LISTEN and session locks live on dedicated connections.
+    An open transaction is still rolled back (asyncpg does that before the reset query).
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
 class PostgresBackend(StorageBackend):
     """An event store in one PostgreSQL schema.
 
@@ -257,6 +271,7 @@ class PostgresBackend(StorageBackend):
                 self._dsn,
                 min_size=min(2, self._pool_size),
                 max_size=self._pool_size,
+                connection_class=_PooledConnection,
                 **self._connect_options(),
             )
         try:
