@@ -127,7 +127,6 @@ def _raise_expectation(
     )
 
 
-
 class _PooledConnection(asyncpg.Connection):
     """A pool connection released without asyncpg's reset query.
 
@@ -140,6 +139,7 @@ class _PooledConnection(asyncpg.Connection):
 
     def get_reset_query(self) -> str:
         return ""
+
 
 class PostgresBackend(StorageBackend):
     """An event store in one PostgreSQL schema.
