@@ -76,7 +76,11 @@ class SubscriptionSettings:
     """S1's append rates: the issue's 1,000/s, and a rate the peer sustains on PostgreSQL
     too (it tops out at a few hundred single-event appends/s there), so latencies are
     also compared where neither system queues."""
-    lanes: int = 8
+    lanes: int = 4
+    """S1's concurrent writers. Four is the fewest that keep up with 1,000 single-event
+    appends/s here (each append waits for two durable commits, about 4 ms); more writers
+    only add queueing behind the commits in progress (8 lanes: append p99 +2-4 ms; see
+    docs/benchmarks.md, which shows both)."""
     buffer_size: int = 100
     checkpoint_threshold: int = 1
     """Persistent subscriptions' ``checkpoint_threshold`` (S1 and S2); 1 is evstore's
@@ -809,7 +813,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="evstore,eventsourcing",
         help="systems to measure (default both)",
     )
-    parser.add_argument("--lanes", type=int, help="S1 writer lanes, one stream each (default 8)")
+    parser.add_argument("--lanes", type=int, help="S1 writer lanes, one stream each (default 4)")
     parser.add_argument("--buffer-size", type=int, help="S1 evstore buffer_size (default 100)")
     parser.add_argument(
         "--checkpoint-threshold",
