@@ -8,6 +8,7 @@ themselves are internal).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from evstore import ANY_VERSION, AsyncEventStore, EventData, RecordedEvent
@@ -18,6 +19,7 @@ from evstore.testing._subscriptions_support import (
     next_batch,
     next_numbers,
     receive_and_ack,
+    stored_checkpoint,
     wait_checkpoint,
     wait_checkpoint_between,
     wait_stored_checkpoint,
@@ -180,6 +182,41 @@ class CatchUpTests(SuiteBase):
             await append_events(store, "stream-1", 3)
             assert await receive_and_ack(sub) == [1, 2, 3]
             await wait_checkpoint(sub, 3)
+
+    async def test_subscription_catch_up_checkpoint_timer_never_jumps_ahead(
+        self, store: AsyncEventStore
+    ) -> None:
+        # Reference §8 item 5 (the Elixir bug, PRs #325/#327): a checkpoint_after timer
+        # firing during catch-up moved the subscription to live and skipped everything
+        # between what it had sent and what it had been notified of. Here the timer fires
+        # many times while a long history is read in small pages and new events arrive;
+        # every event still comes once, in order, and the stored checkpoint never passes
+        # what was acknowledged.
+        history, live = 120, 30
+        await append_events(store, "stream-1", history)
+        received: list[int] = []
+        async with await store.subscribe_to_stream(
+            "stream-1",
+            "sub",
+            buffer_size=5,
+            max_size=10,
+            checkpoint_threshold=1000,
+            checkpoint_after=0.01,
+        ) as sub:
+            acked = 0
+            while len(received) < history + live:
+                batch = await next_batch(sub)
+                received += batch_numbers(batch)
+                if len(received) == 40:  # mid catch-up: live events arrive
+                    await append_events(store, "stream-1", live, first=history + 1)
+                stored = await stored_checkpoint(store, "stream-1", "sub")
+                assert stored is None or stored <= acked, (stored, acked)
+                await sub.ack(batch)
+                acked = received[-1]
+                await asyncio.sleep(0.005)  # a consumer slow enough for the timer to fire
+            await assert_nothing(sub)
+        assert received == list(range(1, history + live + 1))
+        assert await stored_checkpoint(store, "stream-1", "sub") == history + live
 
     async def test_subscription_catch_up_appends_during_catch_up(
         self, store: AsyncEventStore
