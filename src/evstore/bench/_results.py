@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 from evstore.bench._timing import LoadResult
 
@@ -56,24 +56,40 @@ class Cell:
         )
 
 
-@dataclass
-class Run:
-    """A whole run: what was measured, where, and how."""
+CellT = TypeVar("CellT")
 
+
+@dataclass
+class RunRecord(Generic[CellT]):
+    """A whole run of one benchmark script: its cells, where and how it ran, and notes;
+    saved as JSON and read back to redraw tables. Subclasses name their cell class."""
+
+    cell_class: ClassVar[type[Any]]
     meta: dict[str, Any] = field(default_factory=dict)
-    cells: list[Cell] = field(default_factory=list)
+    cells: list[CellT] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"meta": self.meta, "notes": self.notes, "cells": [asdict(c) for c in self.cells]}
+        return {
+            "meta": self.meta,
+            "notes": self.notes,
+            "cells": [asdict(cast(Any, c)) for c in self.cells],
+        }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Run:
+    def from_json(cls, data: dict[str, Any]) -> Self:
         return cls(
             meta=dict(data.get("meta", {})),
-            cells=[Cell(**cell) for cell in data.get("cells", [])],
+            cells=[cls.cell_class(**cell) for cell in data.get("cells", [])],
             notes=list(data.get("notes", [])),
         )
+
+
+@dataclass
+class Run(RunRecord[Cell]):
+    """A run of the storage suite (benchmarks/run.py)."""
+
+    cell_class = Cell
 
     def find(
         self, backend: str, workload: str, system: str, concurrency: int | None = None

@@ -10,9 +10,10 @@ import asyncio
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -33,6 +34,35 @@ SQLITE_WORKLOADS = ("W1", "W2", "W5", "W6")
 PG_WRITERS = ("evstore", "eventsourcing", "raw unnest", "raw copy")
 PG_OTHERS = ("evstore", "eventsourcing", "raw unnest")
 SQLITE_SYSTEMS = ("evstore", "eventsourcing", "raw sqlite3")
+
+
+async def check_durable(
+    site: PostgresSite,
+    allow_non_durable: bool,
+    meta: dict[str, Any],
+    notes: list[str],
+    progress: Callable[[str], None],
+) -> None:
+    """Record the server's settings in ``meta`` and refuse (or, when allowed, note) a
+    server whose commits are not durable: figures from it compare with nothing.
+
+    Raises:
+        NotDurableError: fsync is off or synchronous_commit is off, and not allowed.
+    """
+    settings = await site.settings()
+    meta["postgres"] = settings
+    if settings["fsync"] != "on" or settings["synchronous_commit"] == "off":
+        message = (
+            f"PostgreSQL commits are not durable (fsync={settings['fsync']}, "
+            f"synchronous_commit={settings['synchronous_commit']})"
+        )
+        if not allow_non_durable:
+            raise NotDurableError(message + "; refusing to measure")
+        notes.append(message + "; figures are NOT comparable")
+    progress(
+        f"PostgreSQL {settings['server_version']}: fsync={settings['fsync']} "
+        f"synchronous_commit={settings['synchronous_commit']}"
+    )
 
 
 class NotDurableError(RuntimeError):
@@ -108,20 +138,7 @@ async def _backend_cells(
 async def _run_postgres(url: str, plan: Plan, peer: bool, progress: Progress, run: Run) -> None:
     site = await PostgresSite.connect(url)
     try:
-        settings = await site.settings()
-        run.meta["postgres"] = settings
-        if settings["fsync"] != "on" or settings["synchronous_commit"] == "off":
-            message = (
-                f"PostgreSQL commits are not durable (fsync={settings['fsync']}, "
-                f"synchronous_commit={settings['synchronous_commit']})"
-            )
-            if not plan.allow_non_durable:
-                raise NotDurableError(message + "; refusing to measure")
-            run.notes.append(message + "; figures are NOT comparable")
-        progress(
-            f"PostgreSQL {settings['server_version']}: fsync={settings['fsync']} "
-            f"synchronous_commit={settings['synchronous_commit']}"
-        )
+        await check_durable(site, plan.allow_non_durable, run.meta, run.notes, progress)
         await _backend_cells(site, plan, peer, progress, run)
         if not site.can_checkpoint:
             run.notes.append("no CHECKPOINT privilege: cells ran without a checkpoint before")

@@ -54,9 +54,15 @@ from evstore import AsyncEventStore, EventData
 from evstore.bench._data import EVENT_TYPE, PAYLOAD, PAYLOAD_BYTES, new_stream_id
 from evstore.bench._machine import describe_machine, version_of
 from evstore.bench._report import Table, render
+from evstore.bench._results import RunRecord
 from evstore.bench._sites import PostgresSite, Site, SqliteSite
 from evstore.bench._timing import LoadResult, run_async_load
-from evstore.bench.runner import DEFAULT_ADMIN_URL, NotDurableError, scratch_database
+from evstore.bench.runner import (
+    DEFAULT_ADMIN_URL,
+    NotDurableError,
+    check_durable,
+    scratch_database,
+)
 from evstore.bench.server_process import (
     Profiler,
     cores,
@@ -163,23 +169,10 @@ class ServerCell:
 
 
 @dataclass
-class ServerRun:
+class ServerRun(RunRecord[ServerCell]):
     """A whole run: its cells, where and how it ran, and notes."""
 
-    meta: dict[str, Any] = field(default_factory=dict)
-    cells: list[ServerCell] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"meta": self.meta, "notes": self.notes, "cells": [asdict(c) for c in self.cells]}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ServerRun:
-        return cls(
-            meta=dict(data.get("meta", {})),
-            cells=[ServerCell(**cell) for cell in data.get("cells", [])],
-            notes=list(data.get("notes", [])),
-        )
+    cell_class = ServerCell
 
     def find(self, backend: str, workload: str, variant: str) -> ServerCell | None:
         for cell in self.cells:
@@ -590,20 +583,7 @@ async def _run_postgres(plan: ServerPlan, progress: Progress, run: ServerRun) ->
     async with scratch_database(plan.admin_url) as url:
         site = await PostgresSite.connect(url)
         try:
-            settings = await site.settings()
-            run.meta["postgres"] = settings
-            if settings["fsync"] != "on" or settings["synchronous_commit"] == "off":
-                message = (
-                    f"PostgreSQL commits are not durable (fsync={settings['fsync']}, "
-                    f"synchronous_commit={settings['synchronous_commit']})"
-                )
-                if not plan.allow_non_durable:
-                    raise NotDurableError(message + "; refusing to measure")
-                run.notes.append(message + "; figures are NOT comparable")
-            progress(
-                f"PostgreSQL {settings['server_version']}: fsync={settings['fsync']} "
-                f"synchronous_commit={settings['synchronous_commit']}"
-            )
+            await check_durable(site, plan.allow_non_durable, run.meta, run.notes, progress)
             await _run_site(site, plan, progress, run)
             if not site.can_checkpoint:
                 run.notes.append("no CHECKPOINT privilege: cells ran without a checkpoint")

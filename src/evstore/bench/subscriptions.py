@@ -39,8 +39,14 @@ from evstore.bench import subscription_evstore as ev
 from evstore.bench._data import new_stream_id
 from evstore.bench._machine import describe_machine
 from evstore.bench._report import Table, render
+from evstore.bench._results import RunRecord
 from evstore.bench._sites import PostgresSite, SqliteSite
-from evstore.bench.runner import DEFAULT_ADMIN_URL, NotDurableError, scratch_database
+from evstore.bench.runner import (
+    DEFAULT_ADMIN_URL,
+    NotDurableError,
+    check_durable,
+    scratch_database,
+)
 from evstore.bench.systems import make_target, missing_peer
 from evstore.bench.systems.evstore_target import EvstoreTarget
 
@@ -135,23 +141,10 @@ class SubscriptionCell:
 
 
 @dataclass
-class SubscriptionRun:
+class SubscriptionRun(RunRecord[SubscriptionCell]):
     """A whole run: its cells, where and how it ran, and notes."""
 
-    meta: dict[str, Any] = field(default_factory=dict)
-    cells: list[SubscriptionCell] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"meta": self.meta, "notes": self.notes, "cells": [asdict(c) for c in self.cells]}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SubscriptionRun:
-        return cls(
-            meta=dict(data.get("meta", {})),
-            cells=[SubscriptionCell(**cell) for cell in data.get("cells", [])],
-            notes=list(data.get("notes", [])),
-        )
+    cell_class = SubscriptionCell
 
     def peer(self, backend: str, workload: str, rate: float = 0.0) -> SubscriptionCell | None:
         """The peer's cell of ``workload`` on ``backend`` (S1: at ``rate``)."""
@@ -551,20 +544,7 @@ async def _run_postgres(
         site = await PostgresSite.connect(url)
         place = PostgresPlace(site)
         try:
-            settings = await site.settings()
-            run.meta["postgres"] = settings
-            if settings["fsync"] != "on" or settings["synchronous_commit"] == "off":
-                message = (
-                    f"PostgreSQL commits are not durable (fsync={settings['fsync']}, "
-                    f"synchronous_commit={settings['synchronous_commit']})"
-                )
-                if not plan.allow_non_durable:
-                    raise NotDurableError(message + "; refusing to measure")
-                run.notes.append(message + "; figures are NOT comparable")
-            progress(
-                f"PostgreSQL {settings['server_version']}: fsync={settings['fsync']} "
-                f"synchronous_commit={settings['synchronous_commit']}"
-            )
+            await check_durable(site, plan.allow_non_durable, run.meta, run.notes, progress)
             await _run_place(place, plan, peer, progress, run)
             if not site.can_checkpoint:
                 run.notes.append("no CHECKPOINT privilege: cells ran without a checkpoint")
