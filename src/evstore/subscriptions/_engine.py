@@ -93,7 +93,7 @@ class Consumer:
         "inbox",
         "last_sent",
         "order",
-        "partition_key",
+        "partitions",
     )
 
     def __init__(self, identity: Hashable, buffer_size: int, order: int) -> None:
@@ -102,12 +102,38 @@ class Consumer:
         self.order = order
         self.in_flight: dict[int, _Entry] = {}
         self.last_sent = 0
-        self.partition_key: Any = None
+        # Partitions with events in flight to this consumer, and how many: a partition
+        # goes to one consumer at a time, until all its events there are acknowledged.
+        self.partitions: dict[Any, int] = {}
         self.inbox = Inbox()
 
     @property
     def has_room(self) -> bool:
         return len(self.in_flight) < self.buffer_size
+
+    def hold(self, entry: _Entry) -> None:
+        """``entry`` is now in flight to this consumer."""
+        self.in_flight[entry.number] = entry
+        if entry.partition is not _UNPARTITIONED:
+            self.partitions[entry.partition] = self.partitions.get(entry.partition, 0) + 1
+
+    def drop(self, number: int) -> _Entry | None:
+        """Take the event ``number`` out of this consumer's in-flight events."""
+        entry = self.in_flight.pop(number, None)
+        if entry is not None and entry.partition is not _UNPARTITIONED:
+            left = self.partitions[entry.partition] - 1
+            if left:
+                self.partitions[entry.partition] = left
+            else:
+                del self.partitions[entry.partition]
+        return entry
+
+    def drop_all(self) -> list[_Entry]:
+        """Take every in-flight event back."""
+        entries = list(self.in_flight.values())
+        self.in_flight.clear()
+        self.partitions.clear()
+        return entries
 
 
 class PersistentEngine:
@@ -204,8 +230,7 @@ class PersistentEngine:
         engine (checkpoint flushed, ownership released) before this returns."""
         if consumer in self.consumers:
             self.consumers.remove(consumer)
-            self._requeue(list(consumer.in_flight.values()))
-            consumer.in_flight.clear()
+            self._requeue(consumer.drop_all())
             consumer.inbox.close()
             if self.consumers:
                 self._dispatch()
@@ -268,9 +293,11 @@ class PersistentEngine:
         if number in consumer.in_flight:
             acked = [e for n, e in consumer.in_flight.items() if n <= number]
             for entry in acked:
-                del consumer.in_flight[entry.number]
+                consumer.drop(entry.number)
                 self._handled(entry)
         else:
+            if number in self._orphaned and number not in self._entries:
+                return  # delivered before a lost ownership: ignored, it comes again
             tracked = self._entries.get(number)
             if tracked is None:
                 if number > self._last_received:
@@ -280,15 +307,13 @@ class PersistentEngine:
                     )
                 return  # already handled
             if tracked.deliveries == 0:
-                if number in self._orphaned:
-                    return  # delivered before a lost ownership: ignored, it comes again
+                if number in self._orphaned or tracked.replayed:
+                    return  # an ack from before a lost ownership, or of the parked event
                 raise InvalidArgumentError(
                     f"ack: event {number} has not been delivered yet", argument="ack"
                 )
             self._withdraw(tracked)  # delivered before; now queued again or with another
             self._handled(tracked)
-        if not consumer.in_flight:
-            consumer.partition_key = None
         self._advance_checkpoint()
         self._dispatch()
         self._kick()
@@ -299,12 +324,16 @@ class PersistentEngine:
             return
         taken: list[_Entry] = []
         for number in numbers:
-            entry = consumer.in_flight.pop(number, None)
+            entry = consumer.drop(number)
             if entry is None:
+                if number in self._orphaned:
+                    continue  # delivered before a lost ownership: it comes again
                 tracked = self._entries.get(number)
                 if tracked is None and number <= self._last_received:
                     continue  # handled already
-                if tracked is not None and (tracked.deliveries or number in self._orphaned):
+                if tracked is not None and (
+                    tracked.deliveries or tracked.replayed or number in self._orphaned
+                ):
                     continue  # taken back (timed out, or a lost ownership): it comes again
                 raise InvalidArgumentError(
                     f"nack: event {number} was never delivered by this subscription",
@@ -312,13 +341,18 @@ class PersistentEngine:
                 )
             entry.owner = None
             taken.append(entry)
-        if not consumer.in_flight:
-            consumer.partition_key = None
-        if action == "retry":
-            await self._retry(taken, "nack retry")
-        elif action == "park":
-            await self._park(taken, "nack")
-        elif action == "skip":
+        if action in ("retry", "park"):
+            # Parking writes to the database. The write runs as its own task: a caller
+            # cancelled meanwhile does not cut it in half, and if it fails the events go
+            # back to the queue instead of being lost; either way dispatch resumes.
+            work = (
+                self._retry(taken, "nack retry") if action == "retry" else self._park(taken, "nack")
+            )
+            settling = asyncio.ensure_future(self._settle(work, taken))
+            settling.add_done_callback(_retrieve)
+            await asyncio.shield(settling)
+            return
+        if action == "skip":
             for entry in taken:
                 self._handled(entry)
         else:  # stop: this consumer leaves; nothing it held counts as handled
@@ -424,8 +458,7 @@ class PersistentEngine:
             self._lost_watch.cancel()
             self._lost_watch = None
         for consumer in self.consumers:
-            consumer.in_flight.clear()
-            consumer.partition_key = None
+            consumer.drop_all()
             consumer.last_sent = 0
             consumer.inbox.purge()
         self._reset_memory()
@@ -468,7 +501,12 @@ class PersistentEngine:
             for consumer in self.consumers:
                 for entry in consumer.in_flight.values():
                     delay = min(delay, entry.sent_at + timeout - now)
-        if self._pending and self.options.checkpoint_after > 0:
+        writing = self._checkpoint_write
+        if (
+            self._pending
+            and self.options.checkpoint_after > 0
+            and (writing is None or writing.done())
+        ):
             delay = min(delay, self._last_advance + self.options.checkpoint_after - now)
         return max(delay, 0.0)
 
@@ -551,10 +589,8 @@ class PersistentEngine:
                 entry.owner = consumer
                 entry.sent_at = now
                 entry.deliveries += 1
-                consumer.in_flight[entry.number] = entry
+                consumer.hold(entry)
                 consumer.last_sent = entry.number
-                if entry.partition is not _UNPARTITIONED:
-                    consumer.partition_key = entry.partition
                 outgoing.setdefault(consumer, []).append(entry)
             if not queue:
                 del self._queues[key]
@@ -584,14 +620,16 @@ class PersistentEngine:
         if len(consumers) == 1:
             only = consumers[0]
             return only if only.has_room else None
+        if entry.partition is not _UNPARTITIONED:
+            # A partition with events in flight stays with that consumer (even when the
+            # consumers changed since: a pin moves only once the partition is idle).
+            for consumer in consumers:
+                if entry.partition in consumer.partitions:
+                    return consumer if consumer.has_room else None
         strategy = self.options.strategy
         if strategy in ("pinned", "pinned_by_correlation"):
             pinned = consumers[entry.bucket % len(consumers)]
             return pinned if pinned.has_room else None
-        if entry.partition is not _UNPARTITIONED:
-            for consumer in consumers:
-                if consumer.in_flight and consumer.partition_key == entry.partition:
-                    return consumer if consumer.has_room else None
         if strategy == "dispatch_to_single":
             for consumer in consumers:  # connection order
                 if consumer.has_room:
@@ -617,12 +655,30 @@ class PersistentEngine:
             self._queues[partition] = deque(sorted([*returned, *queue], key=lambda e: e.number))
             self._queue_size += len(returned)
 
+    async def _settle(self, work: Awaitable[None], taken: list[_Entry]) -> None:
+        try:
+            await work
+        except BaseException:
+            lost = [
+                e
+                for e in taken
+                if self._entries.get(e.number) is e and e.owner is None and not self._queued(e)
+            ]
+            self._requeue(lost)
+            raise
+        finally:
+            self._advance_checkpoint()
+            self._dispatch()
+            self._kick()
+
+    def _queued(self, entry: _Entry) -> bool:
+        queue = self._queues.get(entry.partition)
+        return queue is not None and entry in queue
+
     def _withdraw(self, entry: _Entry) -> None:
         """Take an entry out of wherever it waits (a queue or another consumer)."""
         if entry.owner is not None:
-            entry.owner.in_flight.pop(entry.number, None)
-            if not entry.owner.in_flight:
-                entry.owner.partition_key = None
+            entry.owner.drop(entry.number)
             entry.owner = None
             return
         queue = self._queues.get(entry.partition)
@@ -675,9 +731,8 @@ class PersistentEngine:
         for consumer in self.consumers:
             late = [e for e in consumer.in_flight.values() if now - e.sent_at >= timeout]
             for entry in late:
-                del consumer.in_flight[entry.number]
-            if late and not consumer.in_flight:
-                consumer.partition_key = None
+                consumer.drop(entry.number)
+                entry.owner = None
             expired += late
         if expired:
             await self._retry(expired, "message timeout")
@@ -714,7 +769,6 @@ class PersistentEngine:
                 event = _renumbered(event, item.event_number)
             entry = self._new_entry(event, replayed=True)
             entry.retry_count = item.retry_count
-            entry.deliveries = 1
             self._entries[entry.number] = entry
             entries.append(entry)
         if gone:
@@ -806,6 +860,12 @@ class PersistentEngine:
             consumer.inbox.close(self.error)
         self.consumers.clear()
         self._on_stopped(self)
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """Mark a background task's failure as seen (its caller got it, or was cancelled)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _correlation(event: RecordedEvent) -> Any:

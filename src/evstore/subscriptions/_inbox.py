@@ -48,12 +48,16 @@ class Inbox:
         self._batches.clear()
 
     def close(self, error: BaseException | None = None) -> None:
-        """End the inbox: the consumer gets what is left, then ``None`` (or ``error``)."""
+        """End the inbox: the consumer gets ``None`` (or ``error``) from now on.
+
+        Batches not taken yet are dropped: their events were not acknowledged, so the
+        engine hands them to another subscriber or delivers them again after a restart;
+        keeping them would deliver them twice.
+        """
         if not self._closed:
             self._closed = True
             self._error = error
-            if error is not None:
-                self._batches.clear()
+            self._batches.clear()
             self._ready.set()
 
     async def get(self, timeout: float | None = None) -> list[Any] | None:

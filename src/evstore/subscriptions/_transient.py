@@ -74,6 +74,7 @@ class TransientFeed:
         self._read = read
         self._on_stopped = on_stopped
         self.inbox = Inbox()
+        self._held: list[RecordedEvent] = []
         self._stopping = False
         self._waker = Waker(backend)
         self.inbox.on_take = self._waker.kick
@@ -103,10 +104,19 @@ class TransientFeed:
                     log.warning("transient subscription on %r: %s; retrying", self.stream_id, exc)
                     await self._waker.sleep(self._backend.poll_interval, None)
                     continue
+                full = len(events) == PAGE_SIZE
                 if events:
                     self._cursor = events[-1].event_number
-                    self._deliver(events)
-                if len(events) < PAGE_SIZE:
+                    events = self._held + events
+                    appends = appends_of(events)
+                    # A full page may end inside an append: hold its last group back until
+                    # the next read shows where that append ends.
+                    self._held = appends.pop() if full else []
+                    self._deliver(appends)
+                elif self._held:
+                    self._deliver([self._held])
+                    self._held = []
+                if not full:
                     await self._waker.sleep(self._backend.poll_interval, seen)
         except Exception as exc:  # the subscriber's selector or mapper failed
             log.error("transient subscription on %r failed: %r", self.stream_id, exc)
@@ -116,9 +126,9 @@ class TransientFeed:
             self.inbox.close(error)
             self._on_stopped(self)
 
-    def _deliver(self, events: list[RecordedEvent]) -> None:
+    def _deliver(self, appends: list[list[RecordedEvent]]) -> None:
         selector, mapper = self._selector, self._mapper
-        for append in appends_of(events):
+        for append in appends:
             if self.stream_id != ALL_STREAM and append[0].stream_id != self.stream_id:
                 continue
             if selector is not None:
