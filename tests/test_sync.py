@@ -377,3 +377,32 @@ def test_sync_transient_subscription_and_errors(databases: Databases) -> None:
         first.close()
         store.delete_all_streams_subscription("one")
         assert store.list_subscriptions() == []
+
+
+class _Interrupted(Exception):
+    """Stands in for KeyboardInterrupt (raised by a timer signal in the main thread)."""
+
+
+def test_sync_receive_interrupted_in_the_caller_loses_no_batch(databases: Databases) -> None:
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise _Interrupted
+
+    with EventStore(databases.new()) as store:
+        sub = store.subscribe_to_stream("s", "interrupted", buffer_size=5)
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.2)
+            with pytest.raises(_Interrupted):
+                sub.receive()  # blocks: nothing appended yet
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        # The cancellation reaches the loop before this append does (both go through its
+        # thread-safe queue, in order).
+        store.append_to_stream("s", 0, _events(1, 2))
+        # The interrupted wait must not have taken this batch on the loop thread.
+        batch = sub.receive(timeout=5)
+        assert batch is not None and [e.event_number for e in batch] == [1, 2]
+        sub.close()

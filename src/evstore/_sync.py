@@ -50,12 +50,23 @@ class _LoopThread:
         )
         self._thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], *, cancel_on_interrupt: bool = False) -> T:
+        """Run ``coro`` on the loop and wait for it.
+
+        With ``cancel_on_interrupt``, an exception raised in the waiting thread (Ctrl-C)
+        cancels the coroutine instead of leaving it running unseen: for waits that take
+        something (a subscription's next batch), which must stay where it was.
+        """
         if self.loop.is_closed():
             coro.close()
             raise RuntimeError("the EventStore is closed")
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return future.result()
+        try:
+            return future.result()
+        except BaseException:
+            if cancel_on_interrupt:
+                future.cancel()
+            raise
 
     def stop(self) -> None:
         if self.loop.is_closed():
@@ -107,7 +118,7 @@ class EventStore:
         """The store's serializer."""
         return self._async.serializer
 
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+    def _call(self, coro: Coroutine[Any, Any, T], *, cancel_on_interrupt: bool = False) -> T:
         thread = self._thread
         if thread is None:
             try:
@@ -116,7 +127,7 @@ class EventStore:
                 coro.close()
                 raise
         assert thread is not None
-        return thread.run(coro)
+        return thread.run(coro, cancel_on_interrupt=cancel_on_interrupt)
 
     def open(self) -> Self:
         """Connect (see :meth:`AsyncEventStore.open`). Idempotent until closed.

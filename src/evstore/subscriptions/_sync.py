@@ -6,9 +6,9 @@ until the loop thread has done it. Iterating yields batches, as the async handle
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from evstore._types import RecordedEvent
 from evstore.subscriptions._handles import Subscription, TransientSubscription
@@ -17,12 +17,17 @@ from evstore.subscriptions._options import NackAction
 __all__ = ["SyncSubscription", "SyncTransientSubscription"]
 
 T = TypeVar("T")
-Call = Callable[[Coroutine[Any, Any, T]], T]
+
+
+class Call(Protocol):
+    """How a handle runs a coroutine on the store's loop thread (``EventStore._call``)."""
+
+    def __call__(self, coro: Coroutine[Any, Any, T], *, cancel_on_interrupt: bool = False) -> T: ...
 
 
 class _SyncReceiving:
     _handle: Subscription | TransientSubscription
-    _call: Callable[[Coroutine[Any, Any, Any]], Any]
+    _call: Call
 
     def receive(self, timeout: float | None = None) -> list[Any] | None:
         """The next batch, blocking up to ``timeout`` seconds; ``None`` once closed.
@@ -30,7 +35,10 @@ class _SyncReceiving:
         Raises:
             EventStoreTimeoutError: nothing arrived in time.
         """
-        batch: list[Any] | None = self._call(self._handle.receive(timeout))
+        # Ctrl-C while waiting cancels the wait on the loop, so no batch is taken unseen.
+        batch: list[Any] | None = self._call(
+            self._handle.receive(timeout), cancel_on_interrupt=True
+        )
         return batch
 
     def __iter__(self) -> Iterator[list[Any]]:
@@ -61,7 +69,7 @@ class _SyncReceiving:
 class SyncTransientSubscription(_SyncReceiving):
     """Blocking twin of :class:`evstore.TransientSubscription`."""
 
-    def __init__(self, handle: TransientSubscription, call: Call[Any]) -> None:
+    def __init__(self, handle: TransientSubscription, call: Call) -> None:
         self._handle = handle
         self._call = call
         self.stream_id = handle.stream_id
@@ -73,7 +81,7 @@ class SyncSubscription(_SyncReceiving):
 
     _handle: Subscription
 
-    def __init__(self, handle: Subscription, call: Call[Any]) -> None:
+    def __init__(self, handle: Subscription, call: Call) -> None:
         self._handle = handle
         self._call = call
         self.stream_id = handle.stream_id
