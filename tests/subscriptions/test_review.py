@@ -171,7 +171,8 @@ async def test_a_stale_ack_of_a_parked_event_does_not_cancel_its_replay() -> Non
         second = await sub.receive(timeout=5)
         assert second is not None and second[0].event_number == 2
         await store.replay_parked("s", "replay")  # 1 is queued behind the held event 2
-        await asyncio.sleep(0.1)
+        engine = sub._engine
+        await _until(lambda: 1 in engine._entries)  # the replay is loaded
         await sub.ack(1)  # already handled: ignored, says the contract
         await sub.ack(second)
         again = await sub.receive(timeout=2)  # actual: times out, event 1 was unparked

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import zlib
 from collections import deque
@@ -43,7 +44,7 @@ from evstore.subscriptions._inbox import Inbox
 from evstore.subscriptions._options import NackAction, SubscriptionOptions
 from evstore.subscriptions._waker import Waker
 
-__all__ = ["Consumer", "PersistentEngine", "ReadEvents"]
+__all__ = ["Consumer", "PersistentEngine", "ReadEvents", "read_parked"]
 
 log = logging.getLogger("evstore.subscriptions")
 
@@ -760,13 +761,10 @@ class PersistentEngine:
         entries: list[_Entry] = []
         gone: list[int] = []
         for item in wanted:
-            found = await self._read(ALL_STREAM, item.position, 1)
-            if not found or found[0].position != item.position:
+            event = await read_parked(self._read, item)
+            if event is None:
                 gone.append(item.event_number)  # hard deleted since it was parked
                 continue
-            event = found[0]
-            if event.event_number != item.event_number:
-                event = _renumbered(event, item.event_number)
             entry = self._new_entry(event, replayed=True)
             entry.retry_count = item.retry_count
             self._entries[entry.number] = entry
@@ -877,7 +875,13 @@ def _correlation(event: RecordedEvent) -> Any:
     return event.stream_id
 
 
-def _renumbered(event: RecordedEvent, number: int) -> RecordedEvent:
-    import dataclasses
-
-    return dataclasses.replace(event, event_number=number)
+async def read_parked(read: ReadEvents, parked: ParkedEntry) -> RecordedEvent | None:
+    """A parked event read back by its position and numbered as it was delivered;
+    ``None`` when it was hard deleted since it was parked."""
+    found = await read(ALL_STREAM, parked.position, 1)
+    if not found or found[0].position != parked.position:
+        return None
+    event = found[0]
+    if event.event_number != parked.event_number:
+        event = dataclasses.replace(event, event_number=parked.event_number)
+    return event

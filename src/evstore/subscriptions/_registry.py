@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from evstore._types import ALL_STREAM, RecordedEvent
 from evstore.backends.base import StorageBackend
 from evstore.errors import StreamNotFoundError, SubscriptionAlreadyExistsError
-from evstore.subscriptions._engine import PersistentEngine, ReadEvents
+from evstore.subscriptions._engine import PersistentEngine, ReadEvents, read_parked
 from evstore.subscriptions._handles import Subscription, SubscriptionInfo, TransientSubscription
 from evstore.subscriptions._options import SubscriptionOptions
 from evstore.subscriptions._transient import TransientFeed
@@ -139,13 +138,9 @@ class SubscriptionRegistry:
     async def parked_events(self, stream_id: str, name: str) -> list[RecordedEvent]:
         events: list[RecordedEvent] = []
         for entry in await self._backend.parked(stream_id, name):
-            found = await self._read(ALL_STREAM, entry.position, 1)
-            if not found or found[0].position != entry.position:
-                continue  # hard deleted since it was parked
-            event = found[0]
-            if event.event_number != entry.event_number:
-                event = dataclasses.replace(event, event_number=entry.event_number)
-            events.append(event)
+            event = await read_parked(self._read, entry)
+            if event is not None:  # else hard deleted since it was parked
+                events.append(event)
         return events
 
     async def replay_parked(self, stream_id: str, name: str) -> None:
