@@ -67,6 +67,9 @@ __all__ = ["AsyncEventStore"]
 
 T = TypeVar("T")
 
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+"""Payload types stored as given (not serialised)."""
+
 SORT_BY: tuple[SortBy, ...] = ("created_at", "stream_id", "stream_version", "deleted_at", "status")
 SORT_DIR: tuple[SortDir, ...] = ("asc", "desc")
 
@@ -211,7 +214,7 @@ class AsyncEventStore(SubscriptionMethods):
     # -- serialisation ---------------------------------------------------------------
 
     def _encode(self, value: Any, raw_flag: int, argument: str) -> tuple[bytes, int]:
-        if isinstance(value, (bytes, bytearray, memoryview)):
+        if isinstance(value, _BYTES_LIKE):
             if not self._backend.supports_binary:
                 raise InvalidArgumentError(
                     f"{argument} is bytes, but this store keeps payloads as jsonb",
@@ -231,32 +234,58 @@ class AsyncEventStore(SubscriptionMethods):
                 f"events must be a list of EventData, got {type(events).__name__}",
                 argument="events",
             )
+        # Runs once per appended event: the common case (a payload for the serializer, no
+        # metadata) takes the short way, argument names are only spelled out for errors.
+        serialize = self._serializer.serialize
         encoded: list[NewEvent] = []
-        for index, event in enumerate(events):
-            if not isinstance(event, EventData):
+        for event in events:
+            if event.__class__ is not EventData and not isinstance(event, EventData):
                 raise InvalidArgumentTypeError(
-                    f"events[{index}] must be an EventData, got {type(event).__name__}",
+                    f"events[{len(encoded)}] must be an EventData, got {type(event).__name__}",
                     argument="events",
                 )
-            data, flags = self._encode(event.data, DATA_RAW, f"events[{index}].data")
-            metadata: bytes | None = None
-            if event.metadata is not None:
-                metadata, meta_flag = self._encode(
-                    event.metadata, METADATA_RAW, f"events[{index}].metadata"
+            data = event.data
+            if event.metadata is None and not isinstance(data, _BYTES_LIKE):
+                try:
+                    payload = serialize(data)
+                except (TypeError, ValueError) as exc:
+                    argument = f"events[{len(encoded)}].data"
+                    raise InvalidArgumentError(
+                        f"{argument} cannot be serialised: {exc}", argument=argument
+                    ) from exc
+                encoded.append(
+                    NewEvent(
+                        event.event_id,
+                        event.event_type,
+                        payload,
+                        None,
+                        0,
+                        event.correlation_id,
+                        event.causation_id,
+                    )
                 )
-                flags |= meta_flag
-            encoded.append(
-                NewEvent(
-                    event.event_id,
-                    event.event_type,
-                    data,
-                    metadata,
-                    flags,
-                    event.correlation_id,
-                    event.causation_id,
-                )
-            )
+            else:
+                encoded.append(self._new_event(event, len(encoded)))
         return encoded
+
+    def _new_event(self, event: EventData, index: int) -> NewEvent:
+        """One event with bytes payloads or metadata (the general case)."""
+        data, flags = self._encode(event.data, DATA_RAW, f"events[{index}].data")
+        metadata: bytes | None = None
+        if event.metadata is not None:
+            metadata, meta_flag = self._encode(
+                event.metadata, METADATA_RAW, f"events[{index}].metadata"
+            )
+            flags |= meta_flag
+        return NewEvent(
+            event.event_id,
+            event.event_type,
+            data,
+            metadata,
+            flags,
+            event.correlation_id,
+            event.causation_id,
+        )
 
     def _decode(self, rows: list[EventRow]) -> list[RecordedEvent]:
         deserialize = self._serializer.deserialize

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID
 
 from evstore._checks import check_text
+from evstore._ids import new_uuid4
 from evstore.errors import InvalidArgumentError, InvalidArgumentTypeError
 
 __all__ = [
@@ -76,10 +76,6 @@ def coerce_uuid(value: object, argument: str) -> UUID:
     )
 
 
-def _optional_uuid(value: object, argument: str) -> UUID | None:
-    return None if value is None else coerce_uuid(value, argument)
-
-
 @dataclass(frozen=True, slots=True, init=False)
 class EventData:
     """An event to append.
@@ -117,17 +113,41 @@ class EventData:
         correlation_id: UUID | str | None = None,
         causation_id: UUID | str | None = None,
     ) -> None:
-        check_text(event_type, "event_type", max_length=MAX_EVENT_TYPE_LENGTH)
-        object.__setattr__(self, "event_type", event_type)
-        object.__setattr__(self, "data", data)
-        object.__setattr__(self, "metadata", metadata)
-        object.__setattr__(
+        # Applications build events by the thousand with a handful of type names: a name
+        # checked once is not checked again. (Built often: keep this lean.)
+        if event_type.__class__ is not str or event_type not in _checked_event_types:
+            _check_event_type(event_type)
+        _set(self, "event_type", event_type)
+        _set(self, "data", data)
+        _set(self, "metadata", metadata)
+        _set(
             self,
             "event_id",
-            uuid.uuid4() if event_id is None else coerce_uuid(event_id, "event_id"),
+            new_uuid4() if event_id is None else coerce_uuid(event_id, "event_id"),
         )
-        object.__setattr__(self, "correlation_id", _optional_uuid(correlation_id, "correlation_id"))
-        object.__setattr__(self, "causation_id", _optional_uuid(causation_id, "causation_id"))
+        _set(
+            self,
+            "correlation_id",
+            None if correlation_id is None else coerce_uuid(correlation_id, "correlation_id"),
+        )
+        _set(
+            self,
+            "causation_id",
+            None if causation_id is None else coerce_uuid(causation_id, "causation_id"),
+        )
+
+
+_set = object.__setattr__
+_checked_event_types: set[str] = set()
+_MAX_CHECKED_EVENT_TYPES = 10_000
+
+
+def _check_event_type(event_type: object) -> None:
+    check_text(event_type, "event_type", max_length=MAX_EVENT_TYPE_LENGTH)
+    assert isinstance(event_type, str)
+    if len(_checked_event_types) >= _MAX_CHECKED_EVENT_TYPES:  # bounded, whatever the input
+        _checked_event_types.clear()
+    _checked_event_types.add(event_type)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from evstore import (
     AsyncEventStore,
     DuplicateEventError,
     EventData,
+    StreamExistsError,
     StreamNotFoundError,
     WrongExpectedVersionError,
 )
@@ -114,18 +115,16 @@ async def test_group_commit_set_based_batch_keeps_per_append_semantics(
     async with AsyncEventStore(postgres_url) as store:
         backend: Any = store._backend
         writer = backend._writer
-        stored = EventData("E", "stored")
-        await store.append_to_stream("existing", NO_STREAM, [stored])
-        fallbacks_before = writer.fallbacks
-        reused = stored.event_id
+        await store.append_to_stream("existing", NO_STREAM, [EventData("E", "stored")])
+        fallbacks_before, batches_before = writer.fallbacks, writer.batches
         # One batch: three appends to one new stream in order, a wrong expectation, an
-        # append reusing a stored id, an empty append, and appends to other streams.
+        # empty append, and appends to other streams.
         outcomes = await asyncio.gather(
             store.append_to_stream("same", NO_STREAM, [EventData("E", 1)]),
             store.append_to_stream("same", 1, [EventData("E", 2), EventData("E", 3)]),
             store.append_to_stream("same", 1, [EventData("E", "stale")]),
             store.append_to_stream("same", 3, [EventData("E", 4)]),
-            store.append_to_stream("dup", ANY_VERSION, [EventData("E", 0, event_id=reused)]),
+            store.append_to_stream("existing", NO_STREAM, [EventData("E", "again")]),
             store.append_to_stream("empty", ANY_VERSION, []),
             *(store.append_to_stream(f"o-{i}", NO_STREAM, [EventData("E", i)]) for i in range(20)),
             return_exceptions=True,
@@ -134,15 +133,24 @@ async def test_group_commit_set_based_batch_keeps_per_append_semantics(
         assert isinstance(outcomes[2], WrongExpectedVersionError)
         assert outcomes[2].actual_version == 3
         assert outcomes[3].stream_version == 4  # type: ignore[union-attr]
-        assert isinstance(outcomes[4], DuplicateEventError)
-        assert outcomes[4].event_id == stored.event_id
+        assert isinstance(outcomes[4], StreamExistsError)
         assert outcomes[5] == AppendResult(0, None)
         assert all(isinstance(o, AppendResult) for o in outcomes[6:])
         same = await store.read_stream_forward("same")
         assert [e.data for e in same] == [1, 2, 3, 4]
+        assert [e.data for e in await store.read_stream_forward("existing")] == ["stored"]
         with pytest.raises(StreamNotFoundError):
-            await store.read_stream_forward("dup")
-        assert writer.fallbacks == fallbacks_before  # all of it on the set-based path
+            await store.read_stream_forward("empty")
+        # All of it in one set-based statement (submitted together, so one batch), which
+        # numbered its events itself: the positions it reported are those in $all.
+        assert writer.fallbacks == fallbacks_before
+        assert writer.batches - batches_before == 1
+        everything = await store.read_all_streams_forward()
+        assert [e.position for e in everything] == list(range(1, 26))
+        last_of = {(e.stream_id, e.stream_version): e.position for e in everything}
+        for outcome, stream in zip(outcomes, ["same"] * 4 + ["x", "y"], strict=False):
+            if isinstance(outcome, AppendResult) and outcome.position is not None:
+                assert last_of[(stream, outcome.stream_version)] == outcome.position
 
 
 async def test_group_commit_id_shared_by_two_appends_of_a_batch_falls_back(

@@ -20,6 +20,8 @@ from evstore import (
 )
 from evstore.backends.postgres._sql import SCHEMA_VERSION, Sql
 
+from . import _old_schema
+
 
 def _with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
@@ -106,6 +108,49 @@ async def test_lifecycle_migrate_upgrades_a_version_1_schema(
     assert result.position == 1
 
 
+async def test_lifecycle_migration_to_version_4_keeps_events_positions_and_links(
+    postgres_url: str, raw_conn: asyncpg.Connection
+) -> None:
+    # A version-3 store: numbered events, links (one to an event hard deleted since), and
+    # an event committed but not numbered yet (its writer died before a sequencer cycle).
+    await _old_schema.build(raw_conn, Sql("public"), 3)
+    s = await _old_schema.add_stream(raw_conn, "s")
+    first, first_seq = await _old_schema.add_event(raw_conn, s, b'{"n": 1}', position=1)
+    second, second_seq = await _old_schema.add_event(raw_conn, s, b'{"n": 2}', position=2)
+    linked = await _old_schema.add_stream(raw_conn, "linked")
+    await _old_schema.add_link(raw_conn, linked, second_seq)
+    await _old_schema.add_link(raw_conn, linked, 999)  # its event is gone
+    await _old_schema.add_link(raw_conn, linked, first_seq)
+    late = await _old_schema.add_stream(raw_conn, "late")
+    unnumbered, _ = await _old_schema.add_event(raw_conn, late, b'{"n": 3}', position=None)
+
+    message = await AsyncEventStore.migrate(postgres_url)
+
+    assert message.endswith(f"has been migrated from version 3 to version {SCHEMA_VERSION}.")
+    assert await raw_conn.fetchval("SELECT to_regclass('public.all_positions')") is None
+    async with AsyncEventStore(postgres_url) as store:
+        events = await store.read_stream_forward("s")
+        assert [(e.event_id, e.data, e.position) for e in events] == [
+            (first, {"n": 1}, 1),
+            (second, {"n": 2}, 2),
+        ]
+        links = await store.read_stream_forward("linked")
+        assert [(e.event_number, e.event_id, e.stream_id) for e in links] == [
+            (1, second, "s"),
+            (3, first, "s"),
+        ]
+        # The unnumbered event gets the next position at the first cycle, new appends follow.
+        result = await store.append_to_stream("new", NO_STREAM, [EventData("E", 4)])
+        assert result.position == 4
+        everything = await store.read_all_streams_forward()
+        assert [(e.event_id, e.position) for e in everything[:3]] == [
+            (first, 1),
+            (second, 2),
+            (unnumbered, 3),
+        ]
+        assert (await store.stream_info("$all")).stream_version == 4
+
+
 async def test_lifecycle_open_without_auto_init_refuses_an_empty_schema(postgres_url: str) -> None:
     with pytest.raises(ConfigurationError, match="evstore init"):
         await AsyncEventStore(postgres_url, auto_init=False).open()
@@ -128,7 +173,7 @@ async def test_lifecycle_reset_empties_everything_and_restarts_positions(
         assert [s.stream_id for s in (await store.paginate_streams()).entries] == ["$all"]
         result = await store.append_to_stream("s", NO_STREAM, [EventData("E", 3)])
         assert (result.stream_version, result.position) == (1, 1)
-    for table in ("links", "events", "all_positions", "streams", "snapshots", "subscriptions"):
+    for table in ("links", "events", "streams", "snapshots", "subscriptions", "parked_events"):
         assert await raw_conn.fetchval(f"SELECT to_regclass('public.{table}') IS NOT NULL")
 
 

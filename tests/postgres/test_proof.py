@@ -16,6 +16,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 import evstore
 from evstore import AsyncEventStore, RecordedEvent
 
@@ -67,6 +69,17 @@ async def test_proof_four_processes_appending_while_a_reader_tails_all(
             stream: (await store.stream_info(stream)).stream_version
             for stream in {event.stream_id for event in full}
         }
+    # Both ways of getting positions happened: in the append's own transaction (no xid
+    # kept) and by a sequencer cycle after commit (the xid of a row stored unnumbered).
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        ways = await conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE xid IS NULL), count(*) FILTER (WHERE xid IS NOT NULL) "
+            "FROM events"
+        )
+    finally:
+        await conn.close()
+    assert ways[0] > 0 and ways[1] > 0, ways
 
     acked: list[dict[str, Any]] = [append for result in results for append in result["acked"]]
     failed: list[dict[str, Any]] = [append for result in results for append in result["failed"]]

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import pytest
 
 from evstore import ANY_VERSION, NO_STREAM, AsyncEventStore, EventData, RecordedEvent
+
+
+async def _until(condition: Callable[[], bool], *, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
 
 
 async def _read_all_until(
@@ -21,6 +30,20 @@ async def _read_all_until(
         if len(events) >= count or time.monotonic() > deadline:
             return events
         await asyncio.sleep(0.01)
+
+
+async def test_sequencer_a_lone_append_is_numbered_in_its_own_transaction(
+    postgres_url: str, raw_conn: asyncpg.Connection
+) -> None:
+    async with AsyncEventStore(postgres_url, poll_interval=30) as store:
+        sequencer: Any = store._backend._sequencer  # type: ignore[attr-defined]
+        results = [await store.append_to_stream("s", i, [EventData("E", i)]) for i in range(20)]
+        assert [r.position for r in results] == list(range(1, 21))
+        # No sequencer cycle was needed: each append numbered its event as it stored it,
+        # so none was ever stored without a position (those carry their writer's xid).
+        assert sequencer.cycles == 0
+        assert await raw_conn.fetchval("SELECT count(*) FROM events WHERE xid IS NOT NULL") == 0
+        assert [e.position for e in await store.read_all_streams_forward()] == list(range(1, 21))
 
 
 async def test_sequencer_open_unrelated_transaction_does_not_hold_positions_back(
@@ -142,11 +165,22 @@ async def test_sequencer_opens_no_listen_connection(
         assert listening == 0
 
 
-async def test_sequencer_runs_on_the_session_mode_connection(postgres_url: str) -> None:
+async def test_sequencer_runs_on_the_session_mode_connection(
+    postgres_url: str, raw_conn: asyncpg.Connection
+) -> None:
     async with AsyncEventStore(postgres_url, session_mode_url=postgres_url, pool_size=2) as store:
-        results = await asyncio.gather(
+        backend: Any = store._backend
+        transaction = raw_conn.transaction()
+        await transaction.start()
+        # With the sequencer lock held elsewhere the appends are stored without positions
+        # and wait for a sequencer cycle, which runs on the session-mode connection.
+        await raw_conn.execute(backend._sql.lock_sequencer())
+        appends = asyncio.gather(
             *(store.append_to_stream(f"s-{i}", NO_STREAM, [EventData("E", i)]) for i in range(10))
         )
+        await _until(lambda: backend._writer.appends == 10)
+        await transaction.rollback()
+        results = await asyncio.wait_for(appends, 10)
         assert sorted(r.position for r in results) == list(range(1, 11))
-        session = store._backend._session_conn  # type: ignore[attr-defined]
+        session = backend._session_conn
         assert session is not None and not session.is_closed()

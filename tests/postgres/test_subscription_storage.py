@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import sys
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +25,8 @@ from evstore.backends.base import ParkedEntry, StorageBackend, SubscriptionRecor
 from evstore.backends.postgres import PostgresBackend
 from evstore.backends.postgres._sql import SCHEMA_VERSION, Sql
 from evstore.backends.postgres.locks import lock_key
+
+from . import _old_schema
 
 SRC = Path(evstore.__file__).resolve().parent.parent
 WAIT = 10.0
@@ -206,48 +207,28 @@ async def test_subscription_storage_drop_removes_the_parked_events_table(
     assert await raw_conn.fetchval("SELECT to_regclass('public.parked_events') IS NULL")
 
 
-# -- migration 2 -> 3 ---------------------------------------------------------------------
+# -- migration from version 2 ---------------------------------------------------------------------
 
 
 async def test_subscription_storage_migration_from_version_2_keeps_data(
     postgres_url: str, raw_conn: asyncpg.Connection
 ) -> None:
-    sql = Sql("public")
-    async with raw_conn.transaction():
-        await raw_conn.execute(sql.create_migrations_table())
-        for version, statements in ((1, sql.migration_1()), (2, sql.migration_2())):
-            for statement in statements:
-                await raw_conn.execute(statement)
-            await raw_conn.execute(sql.record_migration(), version)
+    await _old_schema.build(raw_conn, Sql("public"), 2)
     # A version-2 store with an event, a checkpoint and a row whose checkpoint is NULL.
-    event_id = uuid.uuid4()
-    status = await raw_conn.fetchval(
-        f"SELECT o_status FROM ({sql.append}) a",
-        "s",
-        -1,
-        datetime.now(UTC),
-        [event_id],
-        ["E"],
-        [b'{"n": 1}'],
-        [None],
-        [0],
-        [None],
-        [None],
-    )
-    assert status == 0
+    key = await _old_schema.add_stream(raw_conn, "s")
+    event_id, _ = await _old_schema.add_event(raw_conn, key, b'{"n": 1}', position=1)
     await raw_conn.execute(
         "INSERT INTO subscriptions (stream_id, subscription_name, last_seen) "
         "VALUES ('s', 'kept', 7), ('$all', 'null', NULL)"
     )
     assert await raw_conn.fetchval("SELECT to_regclass('public.parked_events')") is None
-    assert SCHEMA_VERSION == 3
     with pytest.raises(evstore.ConfigurationError, match="evstore migrate"):
         await AsyncEventStore.reset(postgres_url)  # it would miss the new table
 
     message = await AsyncEventStore.migrate(postgres_url)
 
-    assert message.endswith("has been migrated from version 2 to version 3.")
-    assert await AsyncEventStore.schema_version(postgres_url) == "3"
+    assert message.endswith(f"has been migrated from version 2 to version {SCHEMA_VERSION}.")
+    assert await AsyncEventStore.schema_version(postgres_url) == str(SCHEMA_VERSION)
     async with AsyncEventStore(postgres_url) as store:
         backend: StorageBackend = _backend(store)
         listed = await backend.list_subscriptions()
@@ -255,10 +236,6 @@ async def test_subscription_storage_migration_from_version_2_keeps_data(
         assert rows == [("$all", "null", 0), ("s", "kept", 7)]
         assert await backend.subscription_checkpoint("s", "kept", 0) == 7
 
-        async def numbered() -> bool:  # by the store's sequencer, at its first cycle
-            return len(await store.read_stream_forward("s")) == 1
-
-        await _eventually(numbered)
         [event] = await store.read_stream_forward("s")
         assert (event.event_id, event.data, event.position) == (event_id, {"n": 1}, 1)
         await backend.park("s", "kept", [_entry(1)])

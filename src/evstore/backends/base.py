@@ -15,7 +15,7 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from uuid import UUID
 
 from evstore._types import AppendResult, ExpectedVersion, Page, StreamInfo
@@ -63,9 +63,12 @@ Rows rather than objects: reads are the hottest path, and the façade builds the
 """
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event ready to store: payloads already serialised."""
+class NewEvent(NamedTuple):
+    """An event ready to store: payloads already serialised.
+
+    A named tuple rather than a frozen dataclass: the façade builds one per appended
+    event, and a tuple is built several times faster.
+    """
 
     event_id: UUID
     event_type: str

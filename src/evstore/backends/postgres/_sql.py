@@ -1,34 +1,34 @@
-"""Every SQL text of the PostgreSQL backend: the schema, its functions and the statements.
+"""Every SQL text of the PostgreSQL backend but its functions: the schema and the statements.
 
 Nothing here touches a connection. :class:`Sql` renders the texts for one schema and one
 payload column type; the schema name is always quoted as an identifier (it is validated by
-the configuration too, but quoting is what makes it safe).
+the configuration too, but quoting is what makes it safe). The plpgsql functions are in
+:mod:`._functions`.
 
-The schema (version 3)
+The schema (version 4)
 ----------------------
 
 ``streams``
     ``stream_key bigserial`` (internal key), ``stream_id text`` (unique), ``version bigint``
     (events plus links so far), ``created_at``, ``deleted_at`` (soft delete mark).
 ``events``
-    One row per appended event: ``seq bigserial`` (insertion order, internal),
-    ``event_id uuid`` (unique), ``stream_key``/``stream_version`` (unique together: the
-    optimistic-concurrency guard), ``event_type``, ``data``/``metadata`` (``bytea`` or
-    ``jsonb``), ``flags smallint``, ``correlation_id``, ``causation_id``, ``created_at``
-    and ``xid xid8 DEFAULT pg_current_xact_id()`` — the writing transaction, indexed with
-    ``seq`` so the sequencer finds recent rows cheaply.
+    One row per appended event: ``event_id uuid`` (primary key: ids are unique across the
+    store), ``stream_key``/``stream_version`` (unique together: the optimistic-concurrency
+    guard), ``position bigint`` (its place in ``$all``; unique; NULL until the event is
+    numbered), ``xid xid8`` (for an event stored without a position: its writing
+    transaction, so the sequencer finds it), ``event_type``, ``data``/``metadata``
+    (``bytea`` or ``jsonb``), ``flags smallint``, ``correlation_id``, ``causation_id``,
+    ``created_at``. ``events_unnumbered`` indexes the xids of events without a position.
 ``links``
-    ``(stream_key, stream_version) -> seq``: an existing event placed in another stream.
-    A stream's event numbers are shared by its own events (``events.stream_version``) and
-    its links (``links.stream_version``); ``unique (stream_key, seq)`` stops an event being
-    linked twice. Links never enter ``$all``.
-``all_positions``
-    ``position bigint`` primary key, ``seq bigint`` unique: the global ``$all`` log. Only the
-    sequencer inserts here, never updates.
+    ``(stream_key, stream_version) -> event_id``: an existing event placed in another
+    stream. A stream's event numbers are shared by its own events
+    (``events.stream_version``) and its links (``links.stream_version``);
+    ``unique (stream_key, event_id)`` stops an event being linked twice. Links never enter
+    ``$all``.
 ``sequencer_state``
-    One row: ``snapshot pg_snapshot`` (the snapshot of the last sequencer cycle: every
-    event row whose transaction it saw as finished has a position), ``last_position``
-    (highest position ever assigned; never lowered, so hard deletes leave gaps) and
+    One row: ``last_position`` (highest position ever assigned; never lowered, so hard
+    deletes leave gaps), ``snapshot pg_snapshot`` (the snapshot of the last cycle that
+    numbered events without a position: see :func:`._functions.pending_condition`) and
     ``initialised_at`` (the creation time reported for ``$all``).
 ``subscriptions``
     One row per persistent subscription: ``(stream_id, subscription_name)`` unique
@@ -44,52 +44,49 @@ The schema (version 3)
 ``snapshots``, ``schema_migrations``.
 
 There are deliberately no foreign keys on the hot tables: each would add a trigger call
-per inserted event, and the functions below keep the references right. A dangling
-``links``/``all_positions`` row (possible only when a hard delete races a link or a
-sequencer cycle) is harmless because every read joins ``events``.
+per inserted event, and the functions keep the references right. A dangling ``links`` row
+(possible only when a hard delete races a link) is harmless because every read joins
+``events``.
 
 Global positions
 ----------------
 
-Appends take no global lock: they lock their stream row only. A sequencer cycle
-(``evstore_sequence``), serialised across processes by a transaction-level advisory lock,
-numbers committed event rows that have no position yet after ``last_position``, in one
-``INSERT ... SELECT`` into ``all_positions``, records that
-statement's snapshot, and sends one NOTIFY. Because numbers are handed out by one atomic
-step at a time, positions are contiguous (rolled-back rows never get one) and never become
-visible out of order: a cycle commits all its positions at once, above every earlier one.
+Readers see only events with a position, and positions become visible in increasing order,
+contiguous but for hard deletes: a reader that has seen position N never later finds an
+event below N. Every assignment of positions happens while holding one transaction-level
+advisory lock (the *sequencer lock*), continues after ``last_position``, and becomes visible
+with its transaction's commit, which happens before the lock is released; so the next
+holder starts above every position already visible, and no holder's positions can appear
+before an earlier holder's. Positions are only ever given to events that are visible to the
+assigning statement: the holder's own, and committed ones. Rolled-back events never get one.
 
-Which rows a cycle numbers: those its statement's snapshot shows (so: committed) and that
-the previous cycle's snapshot did not show as finished — xid in that snapshot's in-progress
-list or at/above its xmax. Every row the previous snapshot saw as finished and committed was
-visible to it, so it already has a position. Both conditions are index lookups on
-``events (xid, seq)``, so a cycle costs in proportion to the new rows, not to the table or
-to how long some other transaction has been open. (An anti-join on ``all_positions`` is
-kept as a safety net; with so few candidates it is cheap.)
+Two ways to get them:
 
-This refines the design of the reference (§4.5: number rows with ``xid`` below the
-snapshot xmin, in ``(xid, seq)`` order) in two ways that matter:
+* **In the append's own transaction** (``evstore_write``, the group-commit writer's
+  statement): it tries the lock once its stream rows are locked. If it gets it, it first
+  numbers every committed event still without a position, then inserts its own events with
+  the next positions, and commits once. This is the common case (one writer per process, no
+  other sequencer step running at that moment) and costs one durable commit per batch.
+* **After commit** (``evstore_sequence``, a *sequencer cycle*): events stored without a
+  position — because the lock was busy, or because they were appended inside a caller's
+  transaction (``conn=``), which must never hold the lock — are numbered by the next holder.
+  So a busy lock never makes an appender wait for it: appends from many processes commit in
+  parallel and are numbered in bulk, and there is no lock held through every commit's fsync
+  (the Elixir original's ceiling).
 
-* A long transaction anywhere in the cluster (xmin is cluster-wide) does not hold positions
-  back: committed rows are numbered at the next cycle whatever else is still open.
-* A stream's events get positions in version order. Its rows are written under its row
-  lock, so a later version has a higher ``seq`` and is committed no earlier; a transaction
-  can have taken its xid long before (a group-commit batch, a caller's ``conn=``
-  transaction), so xid order would not give this.
+Order: the events of one numbering step are ordered by (stream, version), then the
+holder's own batch in batch order. A stream's events therefore get positions in version
+order: a later version is written under the stream row lock after the earlier one's
+transaction committed, and the holder locks its stream rows before it numbers. An append's
+events get contiguous positions.
 
-Order within a cycle: rows are grouped in blocks of one transaction and one stream, blocks
-ordered by their first ``seq``, rows in a block by ``seq``. So an append's events get
-contiguous positions even when concurrent INSERTs interleave their ``seq`` values, and a
-stream's blocks stay in version order: a later block of a stream was inserted after the
-earlier one's transaction committed (the stream row lock), so all its ``seq`` values are
-higher.
-
-The xid-horizon version would keep positions correct too, but stall every appender behind
-the oldest writing transaction on the server and break per-stream order in ``$all``.
+Finding the events without a position costs in proportion to the recent ones, not to the
+table or to how long some other transaction has been open: see
+:func:`._functions.pending_condition`.
 
 After a logical restore (pg_dump), stored xids may be ahead of the new cluster's: reset
-``sequencer_state.snapshot`` to ``'1:1:'`` then; the next cycle re-reads the whole table once
-and numbers only the rows that have no position.
+``sequencer_state.snapshot`` to ``'1:1:'`` then; the next cycle looks at every event without
+a position once.
 """
 
 from __future__ import annotations
@@ -97,11 +94,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from evstore.backends.postgres._codes import (
+    ANY,
+    NO_STREAM,
+    STATUS_DUPLICATE,
+    STATUS_ERROR,
+    STATUS_EXPECTATION,
+    STATUS_NOT_FOUND,
+    STATUS_OK,
+    STATUS_RETRY,
+    STREAM_EXISTS,
+)
+from evstore.backends.postgres._functions import FUNCTION_NAMES, create_functions
+
 __all__ = [
     "ANY",
     "NO_STREAM",
     "SCHEMA_VERSION",
     "STATUS_DUPLICATE",
+    "STATUS_ERROR",
     "STATUS_EXPECTATION",
     "STATUS_NOT_FOUND",
     "STATUS_OK",
@@ -112,45 +123,23 @@ __all__ = [
     "quote_literal",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema version this code writes and expects."""
-
-# How the functions receive a symbolic expected version (integers are passed as they are).
-ANY = -1
-NO_STREAM = -2
-STREAM_EXISTS = -3
-
-# Status codes returned by evstore_append / evstore_link.
-STATUS_OK = 0
-STATUS_EXPECTATION = 1
-"""The expectation failed; the row carries the stream's state for the Python-side check."""
-STATUS_DUPLICATE = 2
-"""An event id is already stored / already in the target; ``detail`` names it."""
-STATUS_RETRY = 3
-"""A lock wait timed out or deadlocked; nothing was written, run the call again."""
-STATUS_NOT_FOUND = 4
-"""Link: ``detail`` lists the unknown event ids, comma separated."""
-STATUS_ERROR = 9
-"""Anything else; ``detail`` is ``SQLSTATE: message``."""
 
 _DATA_TABLES = (
     "snapshots",
     "parked_events",
     "subscriptions",
     "links",
-    "all_positions",
     "events",
     "streams",
 )
 """Tables holding the store's data: ``reset`` empties them."""
 _TABLES = (*_DATA_TABLES, "sequencer_state", "schema_migrations")
-_FUNCTIONS = (
-    "evstore_append",
-    "evstore_append_batch",
-    "evstore_link",
-    "evstore_sequence",
-    "evstore_expectation_holds",
-)
+_RETIRED_FUNCTIONS = ("evstore_append_batch",)
+"""Functions of earlier schema versions that no longer exist."""
+_RETIRED_TABLES = ("all_positions",)
+"""Tables of earlier schema versions that no longer exist."""
 
 
 def quote_ident(name: str) -> str:
@@ -177,14 +166,25 @@ class Sql:
 
     @property
     def channel(self) -> str:
-        """The NOTIFY channel of new readable events: sequencer cycles that numbered rows
-        (payload: the highest position) and committed links (payload ``link``)."""
+        """The NOTIFY channel of new readable events: numbering steps (payload: the highest
+        position) and committed links (payload ``link``)."""
         return f"{self.schema}.evstore"
+
+    @property
+    def channel_literal(self) -> str:
+        """:attr:`channel` as an SQL string literal."""
+        return quote_literal(self.channel)
+
+    @property
+    def sequencer_lock_keys(self) -> str:
+        """The sequencer lock's two advisory-lock keys (SQL): the state table's oid names
+        this store in this database."""
+        return f"{quote_literal(self.s + '.sequencer_state')}::regclass::oid::integer, 1"
 
     # -- schema ----------------------------------------------------------------------
 
     def migration_1(self) -> list[str]:
-        """The statements creating schema version 1."""
+        """The statements creating schema version 1's tables."""
         s, t = self.s, self.column_type
         return [
             f"""CREATE TABLE {s}.streams (
@@ -248,22 +248,15 @@ class Sql:
                 created_at timestamptz NOT NULL DEFAULT now(),
                 CONSTRAINT subscriptions_name_unique UNIQUE (stream_id, subscription_name)
             )""",
-            self._expectation_function(),
-            self._append_function(),
-            self._link_function(),
-            self._sequence_function(),
         ]
 
     def migration_2(self) -> list[str]:
-        """Version 2: the set-based group-commit append (``evstore_append_batch``), and a
-        sequencer cycle that writes nothing when it numbers nothing."""
-        return [self._append_batch_function(), self._sequence_function()]
+        """Version 2 changed functions only (they are created after every migration)."""
+        return []
 
     def migration_3(self) -> list[str]:
         """Version 3, for persistent subscriptions: ``subscriptions.last_seen`` becomes
-        ``NOT NULL`` (a row always has a checkpoint), the ``parked_events`` table, and a
-        link function that sends the sequencer's NOTIFY (a link makes events readable in
-        its stream at once, with no sequencer cycle to announce them)."""
+        ``NOT NULL`` (a row always has a checkpoint) and the ``parked_events`` table."""
         s = self.s
         return [
             f"UPDATE {s}.subscriptions SET last_seen = 0 WHERE last_seen IS NULL",
@@ -284,8 +277,52 @@ class Sql:
             )""",
             f"""CREATE INDEX parked_events_order
                 ON {s}.parked_events (stream_id, subscription_name, parked_seq)""",
-            self._link_function(),
         ]
+
+    def migration_4(self) -> list[str]:
+        """Version 4: positions move into the event rows, so an append can store and number
+        its events in one transaction.
+
+        ``all_positions`` is folded into ``events.position``; ``seq`` goes (links point at
+        event ids, event ids become the primary key); ``xid`` is kept only for events
+        without a position, indexed by ``events_unnumbered``. The functions of version 3
+        are dropped first (their signatures change).
+        """
+        s = self.s
+        return [
+            *(f"DROP FUNCTION IF EXISTS {s}.{name}" for name in _RETIRED_FUNCTIONS),
+            f"DROP FUNCTION IF EXISTS {s}.evstore_append",
+            f"DROP FUNCTION IF EXISTS {s}.evstore_sequence",
+            f"DROP FUNCTION IF EXISTS {s}.evstore_link",
+            f"ALTER TABLE {s}.events ADD COLUMN position bigint",
+            f"""UPDATE {s}.events e SET position = p.position
+                FROM {s}.all_positions p WHERE p.seq = e.seq""",
+            f"ALTER TABLE {s}.links ADD COLUMN event_id uuid",
+            f"""UPDATE {s}.links l SET event_id = e.event_id
+                FROM {s}.events e WHERE e.seq = l.seq""",
+            f"DELETE FROM {s}.links WHERE event_id IS NULL",  # linked events hard deleted
+            f"""ALTER TABLE {s}.links ALTER COLUMN event_id SET NOT NULL,
+                DROP CONSTRAINT links_event_unique, DROP COLUMN seq""",
+            f"""ALTER TABLE {s}.links
+                ADD CONSTRAINT links_event_unique UNIQUE (stream_key, event_id)""",
+            f"CREATE INDEX links_event ON {s}.links (event_id)",
+            f"DROP TABLE {s}.all_positions",
+            # Numbered events need no xid; the others keep theirs for the sequencer.
+            f"ALTER TABLE {s}.events DROP CONSTRAINT events_pkey, DROP COLUMN seq",
+            f"""ALTER TABLE {s}.events
+                DROP CONSTRAINT events_event_id_unique,
+                ALTER COLUMN xid DROP NOT NULL,
+                ALTER COLUMN xid DROP DEFAULT""",
+            f"ALTER TABLE {s}.events ADD CONSTRAINT events_pkey PRIMARY KEY (event_id)",
+            f"UPDATE {s}.events SET xid = NULL WHERE position IS NOT NULL",
+            f"""CREATE UNIQUE INDEX events_position ON {s}.events (position)
+                WHERE position IS NOT NULL""",
+            f"CREATE INDEX events_unnumbered ON {s}.events (xid) WHERE position IS NULL",
+        ]
+
+    def functions(self) -> list[str]:
+        """(Re)create every function in its current form: run after each migration."""
+        return create_functions(self)
 
     def create_migrations_table(self) -> str:
         return f"""CREATE TABLE IF NOT EXISTS {self.s}.schema_migrations (
@@ -309,9 +346,13 @@ class Sql:
               AND a.attname = 'data' AND NOT a.attisdropped"""
 
     def drop_objects(self) -> list[str]:
+        """Drop evstore's functions (current and retired ones) and tables (also those of
+        earlier versions)."""
         s = self.s
-        return [f"DROP FUNCTION IF EXISTS {s}.{name}" for name in _FUNCTIONS] + [
-            f"DROP TABLE IF EXISTS {s}.{name}" for name in _TABLES
+        functions = (*FUNCTION_NAMES, *_RETIRED_FUNCTIONS)
+        tables = (*_TABLES, *_RETIRED_TABLES)
+        return [f"DROP FUNCTION IF EXISTS {s}.{name}" for name in functions] + [
+            f"DROP TABLE IF EXISTS {s}.{name}" for name in tables
         ]
 
     def reset(self) -> list[str]:
@@ -324,14 +365,9 @@ class Sql:
             f"UPDATE {s}.sequencer_state SET last_position = 0",
         ]
 
-    def _sequencer_lock_call(self) -> str:
-        # Two-key advisory lock: the state table's oid names this store in this database.
-        oid = f"{quote_literal(self.s + '.sequencer_state')}::regclass::oid::integer"
-        return f"pg_advisory_xact_lock({oid}, 1)"
-
     def lock_sequencer(self) -> str:
-        """Serialise with sequencer cycles until the end of the transaction."""
-        return f"SELECT {self._sequencer_lock_call()}"
+        """Serialise with numbering steps until the end of the transaction."""
+        return f"SELECT pg_advisory_xact_lock({self.sequencer_lock_keys})"
 
     def lock_migrations(self) -> str:
         # The tables may not exist yet, so the key is derived from the schema name.
@@ -340,478 +376,6 @@ class Sql:
             f"hashtext({quote_literal(self.schema)}))"
         )
 
-    # -- functions -------------------------------------------------------------------
-
-    def _expectation_function(self) -> str:
-        # p_version is NULL when the stream does not exist. Mirrors rules.check_expected_version
-        # (reference §1.2.1); when it fails, Python re-runs that check to raise the error.
-        return f"""CREATE OR REPLACE FUNCTION {self.s}.evstore_expectation_holds(
-                p_expected bigint, p_version bigint, p_deleted boolean)
-            RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
-            SELECT CASE
-                WHEN coalesce(p_deleted, false) THEN false
-                WHEN p_expected = {ANY} THEN true
-                WHEN p_expected = {NO_STREAM} THEN coalesce(p_version, 0) = 0
-                WHEN p_expected = {STREAM_EXISTS} THEN p_version IS NOT NULL
-                ELSE p_expected = coalesce(p_version, 0)
-            END
-        $$"""
-
-    def _append_function(self) -> str:
-        """``evstore_append``: one append, checked and written in its own subtransaction.
-
-        The ``BEGIN ... EXCEPTION`` block is the subtransaction: a failed append rolls back
-        only itself, so a group-commit batch keeps its other appends. Lock waits end with
-        ``STATUS_RETRY`` (the writer sets ``lock_timeout``) instead of stalling the batch.
-        """
-        s, t = self.s, self.column_type
-        return f"""CREATE OR REPLACE FUNCTION {s}.evstore_append(
-                p_stream_id text, p_expected bigint, p_created_at timestamptz,
-                p_event_ids uuid[], p_types text[], p_data {t}[], p_metadata {t}[],
-                p_flags smallint[], p_correlation uuid[], p_causation uuid[],
-                OUT o_status smallint, OUT o_version bigint, OUT o_deleted boolean,
-                OUT o_last_seq bigint, OUT o_detail text)
-            LANGUAGE plpgsql AS $fn$
-            DECLARE
-                v_count integer := coalesce(cardinality(p_event_ids), 0);
-                v_key bigint;
-                v_constraint text;
-            BEGIN
-                o_status := {STATUS_OK};
-                BEGIN
-                    IF v_count = 0 THEN
-                        SELECT st.version, st.deleted_at IS NOT NULL INTO o_version, o_deleted
-                            FROM {s}.streams st WHERE st.stream_id = p_stream_id;
-                        IF NOT {s}.evstore_expectation_holds(p_expected, o_version, o_deleted) THEN
-                            o_status := {STATUS_EXPECTATION};  -- o_version NULL: no stream
-                        ELSE
-                            o_version := coalesce(o_version, 0);
-                        END IF;
-                        RETURN;
-                    END IF;
-                    -- Lock the stream row and reserve the versions in one statement.
-                    UPDATE {s}.streams st SET version = st.version + v_count
-                        WHERE st.stream_id = p_stream_id
-                        RETURNING st.stream_key, st.version - v_count, st.deleted_at IS NOT NULL
-                        INTO v_key, o_version, o_deleted;
-                    IF NOT FOUND THEN
-                        IF NOT {s}.evstore_expectation_holds(p_expected, NULL, NULL) THEN
-                            o_status := {STATUS_EXPECTATION};
-                            RETURN;
-                        END IF;
-                        -- A concurrent creator makes this wait for its commit, then skip.
-                        INSERT INTO {s}.streams AS st (stream_id, version, created_at)
-                            VALUES (p_stream_id, v_count, p_created_at)
-                            ON CONFLICT (stream_id) DO NOTHING
-                            RETURNING st.stream_key INTO v_key;
-                        IF FOUND THEN
-                            o_version := 0;
-                            o_deleted := false;
-                        ELSE
-                            UPDATE {s}.streams st SET version = st.version + v_count
-                                WHERE st.stream_id = p_stream_id
-                                RETURNING st.stream_key, st.version - v_count,
-                                          st.deleted_at IS NOT NULL
-                                INTO v_key, o_version, o_deleted;
-                            IF NOT FOUND THEN  -- created and hard deleted meanwhile
-                                o_status := {STATUS_RETRY};
-                                RETURN;
-                            END IF;
-                        END IF;
-                    END IF;
-                    IF NOT {s}.evstore_expectation_holds(p_expected, o_version, o_deleted) THEN
-                        o_status := {STATUS_EXPECTATION};
-                        RAISE EXCEPTION USING ERRCODE = 'EVS01';  -- undo the version bump
-                    END IF;
-                    WITH inserted AS (
-                        INSERT INTO {s}.events (event_id, stream_key, stream_version, event_type,
-                                data, metadata, flags, correlation_id, causation_id, created_at)
-                            SELECT u.event_id, v_key, o_version + u.n, u.event_type, u.data,
-                                   u.metadata, u.flags, u.correlation_id, u.causation_id,
-                                   p_created_at
-                            FROM unnest(p_event_ids, p_types, p_data, p_metadata, p_flags,
-                                        p_correlation, p_causation) WITH ORDINALITY
-                                 AS u(event_id, event_type, data, metadata, flags,
-                                      correlation_id, causation_id, n)
-                            ORDER BY u.n
-                            RETURNING seq)
-                    SELECT max(seq) INTO o_last_seq FROM inserted;
-                    o_version := o_version + v_count;
-                EXCEPTION
-                    WHEN SQLSTATE 'EVS01' THEN
-                        RETURN;
-                    WHEN unique_violation THEN
-                        GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
-                        o_last_seq := NULL;
-                        IF v_constraint = 'events_event_id_unique' THEN
-                            -- The first id, in the caller's order, stored or repeated.
-                            SELECT u.event_id::text INTO o_detail FROM (
-                                SELECT w.event_id, w.n, row_number() OVER (
-                                        PARTITION BY w.event_id ORDER BY w.n) AS k
-                                    FROM unnest(p_event_ids) WITH ORDINALITY AS w(event_id, n)
-                                ) u
-                                WHERE u.k > 1 OR EXISTS (
-                                    SELECT 1 FROM {s}.events e WHERE e.event_id = u.event_id)
-                                ORDER BY u.n LIMIT 1;
-                            o_status := {STATUS_DUPLICATE};
-                        ELSE
-                            o_status := {STATUS_ERROR};
-                            o_detail := SQLSTATE || ': ' || SQLERRM;
-                        END IF;
-                    WHEN lock_not_available OR deadlock_detected THEN
-                        o_status := {STATUS_RETRY};
-                        o_last_seq := NULL;
-                    WHEN OTHERS THEN
-                        o_status := {STATUS_ERROR};
-                        o_detail := SQLSTATE || ': ' || SQLERRM;
-                        o_last_seq := NULL;
-                END;
-            END
-            $fn$"""
-
-    def _append_batch_function(self) -> str:
-        """``evstore_append_batch``: a group-commit batch of appends, set-based.
-
-        The writer's fast path: one call for the whole batch, no subtransaction per append.
-        It locks the batch's existing stream rows (in stream-id order), checks each append
-        in batch order against the state left by the appends before it (so several appends
-        to one stream behave as if run one after another), then creates the new streams,
-        moves the versions and inserts every accepted event in one statement each. An
-        append whose expectation fails or that reuses a stored id gets its status and
-        writes nothing; its neighbours commit.
-
-        It raises (and the writer falls back to ``evstore_append`` per append) when the
-        batch needs what only the slow path handles: an event id shared by two appends of
-        the batch (``EVS02``), a stream created meanwhile by another transaction
-        (``EVS02``), a locked row (``lock_not_available``), or a concurrent duplicate id.
-
-        Per append: stream id, expected code, created_at. Per event: append number
-        (1-based), place in its append (1-based) and the event's columns. Returns one array
-        per output, by append: status, version, deleted, last seq, detail.
-        """
-        s, t = self.s, self.column_type
-        return f"""CREATE OR REPLACE FUNCTION {s}.evstore_append_batch(
-                p_stream_ids text[], p_expected bigint[], p_created_at timestamptz[],
-                p_append integer[], p_nth integer[],
-                p_event_ids uuid[], p_types text[], p_data {t}[], p_metadata {t}[],
-                p_flags smallint[], p_correlation uuid[], p_causation uuid[],
-                OUT o_status smallint[], OUT o_version bigint[], OUT o_deleted boolean[],
-                OUT o_last_seq bigint[], OUT o_detail text[])
-            LANGUAGE plpgsql AS $fn$
-            DECLARE
-                v_n integer := cardinality(p_stream_ids);
-                -- One entry per distinct stream of the batch.
-                v_ids text[];
-                v_keys bigint[];
-                v_versions bigint[];
-                v_deleted boolean[];
-                v_start bigint[];
-                v_created timestamptz[];
-                -- One entry per append.
-                v_dup_appends integer[];
-                v_dup_ids text[];
-                v_pass boolean[];
-                v_first bigint[];
-                v_last bigint[];
-                v_count bigint[];
-                v_slot integer[];
-                v_append_keys bigint[];
-                v_i integer;
-                v_j integer;
-                v_version bigint;
-                v_is_deleted boolean;
-                v_created_count integer;
-                v_made_ids text[];
-                v_made_keys bigint[];
-            BEGIN
-                IF EXISTS (SELECT FROM unnest(p_event_ids, p_append) AS u(id, a)
-                           GROUP BY u.id HAVING count(DISTINCT u.a) > 1) THEN
-                    RAISE EXCEPTION USING ERRCODE = 'EVS02';
-                END IF;
-                SELECT coalesce(array_agg(x.stream_id ORDER BY x.stream_id), '{{}}'),
-                       coalesce(array_agg(x.stream_key ORDER BY x.stream_id), '{{}}'),
-                       coalesce(array_agg(x.version ORDER BY x.stream_id), '{{}}'),
-                       coalesce(array_agg(x.deleted ORDER BY x.stream_id), '{{}}')
-                    INTO v_ids, v_keys, v_versions, v_deleted
-                    FROM (SELECT st.stream_id, st.stream_key, st.version,
-                                 st.deleted_at IS NOT NULL AS deleted
-                            FROM {s}.streams st WHERE st.stream_id = ANY (p_stream_ids)
-                            ORDER BY st.stream_id FOR UPDATE) x;
-                v_start := v_versions;
-                -- The first id of each append, in its order, already stored or repeated.
-                SELECT coalesce(array_agg(d.a), '{{}}'), coalesce(array_agg(d.id::text), '{{}}')
-                    INTO v_dup_appends, v_dup_ids
-                    FROM (SELECT DISTINCT ON (x.a) x.a, x.id FROM (
-                            SELECT u.id, u.a, u.k,
-                                   row_number() OVER (PARTITION BY u.id ORDER BY u.k) AS r
-                                FROM unnest(p_event_ids, p_append) WITH ORDINALITY AS u(id, a, k)
-                            ) x
-                          WHERE x.r > 1
-                             OR EXISTS (SELECT FROM {s}.events e WHERE e.event_id = x.id)
-                          ORDER BY x.a, x.k) d;
-                SELECT array_agg(coalesce(c.n, 0) ORDER BY a.i) INTO v_count
-                    FROM generate_series(1, v_n) AS a(i)
-                    LEFT JOIN (SELECT u.a, count(*) AS n FROM unnest(p_append) AS u(a)
-                               GROUP BY u.a) c ON c.a = a.i;
-                o_status := array_fill(0::smallint, ARRAY[v_n]);
-                o_version := array_fill(NULL::bigint, ARRAY[v_n]);
-                o_deleted := array_fill(NULL::boolean, ARRAY[v_n]);
-                o_detail := array_fill(NULL::text, ARRAY[v_n]);
-                v_pass := array_fill(false, ARRAY[v_n]);
-                v_first := array_fill(NULL::bigint, ARRAY[v_n]);
-                v_last := array_fill(NULL::bigint, ARRAY[v_n]);
-                v_slot := array_fill(NULL::integer, ARRAY[v_n]);
-                v_created := array_fill(NULL::timestamptz, ARRAY[coalesce(cardinality(v_ids), 0)]);
-                FOR v_i IN 1 .. v_n LOOP
-                    v_j := array_position(v_ids, p_stream_ids[v_i]);
-                    IF v_j IS NULL THEN  -- a stream to create, if an append is accepted
-                        v_ids := v_ids || p_stream_ids[v_i];
-                        v_keys := v_keys || NULL::bigint;
-                        v_versions := v_versions || NULL::bigint;
-                        v_deleted := v_deleted || NULL::boolean;
-                        v_start := v_start || NULL::bigint;
-                        v_created := v_created || NULL::timestamptz;
-                        v_j := cardinality(v_ids);
-                    END IF;
-                    v_slot[v_i] := v_j;
-                    v_version := v_versions[v_j];
-                    v_is_deleted := v_deleted[v_j];
-                    IF (CASE  -- evstore_expectation_holds, inlined: this loop is hot
-                        WHEN coalesce(v_is_deleted, false) THEN true
-                        WHEN p_expected[v_i] = {ANY} THEN false
-                        WHEN p_expected[v_i] = {NO_STREAM} THEN coalesce(v_version, 0) <> 0
-                        WHEN p_expected[v_i] = {STREAM_EXISTS} THEN v_version IS NULL
-                        ELSE p_expected[v_i] <> coalesce(v_version, 0)
-                    END) THEN
-                        o_status[v_i] := {STATUS_EXPECTATION};
-                        o_version[v_i] := v_version;
-                        o_deleted[v_i] := v_is_deleted;
-                    ELSIF v_count[v_i] = 0 THEN
-                        o_version[v_i] := coalesce(v_version, 0);
-                    ELSIF v_i = ANY (v_dup_appends) THEN
-                        o_status[v_i] := {STATUS_DUPLICATE};
-                        o_detail[v_i] := v_dup_ids[array_position(v_dup_appends, v_i)];
-                    ELSE
-                        v_pass[v_i] := true;
-                        v_first[v_i] := coalesce(v_version, 0);
-                        v_last[v_i] := v_first[v_i] + v_count[v_i];
-                        v_versions[v_j] := v_last[v_i];
-                        v_deleted[v_j] := false;
-                        v_created[v_j] := coalesce(v_created[v_j], p_created_at[v_i]);
-                        o_version[v_i] := v_last[v_i];
-                    END IF;
-                END LOOP;
-                -- New streams (created by an accepted append); someone else creating one
-                -- meanwhile sends the batch to the slow path.
-                WITH made AS (
-                    INSERT INTO {s}.streams AS st (stream_id, version, created_at)
-                        SELECT m.id, m.version, m.created FROM unnest(v_ids, v_keys, v_versions,
-                                v_created) AS m(id, key, version, created)
-                        WHERE m.key IS NULL AND m.version IS NOT NULL
-                        ON CONFLICT (stream_id) DO NOTHING
-                        RETURNING st.stream_id, st.stream_key)
-                SELECT count(*), array_agg(made.stream_id), array_agg(made.stream_key)
-                    INTO v_created_count, v_made_ids, v_made_keys FROM made;
-                IF v_created_count <> (SELECT count(*) FROM unnest(v_keys, v_versions) AS m(k, v)
-                                        WHERE m.k IS NULL AND m.v IS NOT NULL) THEN
-                    RAISE EXCEPTION USING ERRCODE = 'EVS02';
-                END IF;
-                FOR v_i IN 1 .. coalesce(cardinality(v_made_ids), 0) LOOP
-                    v_keys[array_position(v_ids, v_made_ids[v_i])] := v_made_keys[v_i];
-                END LOOP;
-                -- By key through the primary key index: a join would scan the (often
-                -- bloated, hot-updated) streams table.
-                UPDATE {s}.streams st
-                    SET version = v_versions[array_position(v_keys, st.stream_key)]
-                    WHERE st.stream_key = ANY (ARRAY(
-                        SELECT m.key FROM unnest(v_keys, v_versions, v_start)
-                            AS m(key, version, start)
-                        WHERE m.start IS NOT NULL AND m.version <> m.start));
-                SELECT array_agg(v_keys[v_slot[a.i]] ORDER BY a.i) INTO v_append_keys
-                    FROM generate_series(1, v_n) AS a(i);
-                WITH inserted AS (
-                    INSERT INTO {s}.events (event_id, stream_key, stream_version, event_type,
-                            data, metadata, flags, correlation_id, causation_id, created_at)
-                        SELECT u.event_id, v_append_keys[u.a], v_first[u.a] + u.nth,
-                               u.event_type, u.data, u.metadata, u.flags, u.correlation_id,
-                               u.causation_id, p_created_at[u.a]
-                        FROM unnest(p_append, p_nth, p_event_ids, p_types, p_data, p_metadata,
-                                    p_flags, p_correlation, p_causation) WITH ORDINALITY
-                             AS u(a, nth, event_id, event_type, data, metadata, flags,
-                                  correlation_id, causation_id, k)
-                        WHERE v_pass[u.a]
-                        ORDER BY u.k
-                        RETURNING seq, stream_key, stream_version)
-                SELECT array_agg(i.seq ORDER BY a.i) INTO o_last_seq
-                    FROM generate_series(1, v_n) AS a(i)
-                    LEFT JOIN inserted i ON v_pass[a.i] AND i.stream_key = v_append_keys[a.i]
-                                        AND i.stream_version = v_last[a.i];
-            END
-            $fn$"""
-
-    def _link_function(self) -> str:
-        """``evstore_link``: link existing events into a stream, all or nothing."""
-        s = self.s
-        return f"""CREATE OR REPLACE FUNCTION {s}.evstore_link(
-                p_stream_id text, p_expected bigint, p_event_ids uuid[],
-                OUT o_status smallint, OUT o_version bigint, OUT o_deleted boolean,
-                OUT o_position bigint, OUT o_detail text)
-            LANGUAGE plpgsql AS $fn$
-            DECLARE
-                v_count integer := coalesce(cardinality(p_event_ids), 0);
-                v_key bigint;
-            BEGIN
-                o_status := {STATUS_OK};
-                BEGIN
-                    SELECT st.stream_key, st.version, st.deleted_at IS NOT NULL
-                        INTO v_key, o_version, o_deleted
-                        FROM {s}.streams st WHERE st.stream_id = p_stream_id
-                        FOR UPDATE;
-                    IF NOT {s}.evstore_expectation_holds(p_expected, o_version, o_deleted) THEN
-                        o_status := {STATUS_EXPECTATION};
-                        RETURN;
-                    END IF;
-                    IF v_count = 0 THEN
-                        o_version := coalesce(o_version, 0);
-                        RETURN;
-                    END IF;
-                    SELECT string_agg(w.event_id::text, ',' ORDER BY w.n) INTO o_detail
-                        FROM unnest(p_event_ids) WITH ORDINALITY AS w(event_id, n)
-                        WHERE NOT EXISTS (
-                            SELECT 1 FROM {s}.events e WHERE e.event_id = w.event_id);
-                    IF o_detail IS NOT NULL THEN
-                        o_status := {STATUS_NOT_FOUND};
-                        RETURN;
-                    END IF;
-                    -- Repeated in the call, the target's own event, or already linked there.
-                    SELECT u.event_id::text INTO o_detail FROM (
-                        SELECT w.event_id, w.n, e.seq, e.stream_key, row_number() OVER (
-                                PARTITION BY w.event_id ORDER BY w.n) AS k
-                            FROM unnest(p_event_ids) WITH ORDINALITY AS w(event_id, n)
-                            JOIN {s}.events e ON e.event_id = w.event_id
-                        ) u
-                        WHERE u.k > 1 OR u.stream_key = v_key OR EXISTS (
-                            SELECT 1 FROM {s}.links l
-                            WHERE l.stream_key = v_key AND l.seq = u.seq)
-                        ORDER BY u.n LIMIT 1;
-                    IF o_detail IS NOT NULL THEN
-                        o_status := {STATUS_DUPLICATE};
-                        RETURN;
-                    END IF;
-                    IF v_key IS NULL THEN
-                        INSERT INTO {s}.streams AS st (stream_id, version)
-                            VALUES (p_stream_id, 0)
-                            ON CONFLICT (stream_id) DO NOTHING
-                            RETURNING st.stream_key INTO v_key;
-                        IF NOT FOUND THEN  -- created concurrently: check everything again
-                            o_status := {STATUS_RETRY};
-                            RETURN;
-                        END IF;
-                        o_version := 0;
-                        o_deleted := false;
-                    END IF;
-                    UPDATE {s}.streams st SET version = st.version + v_count
-                        WHERE st.stream_key = v_key;
-                    INSERT INTO {s}.links (stream_key, stream_version, seq)
-                        SELECT v_key, o_version + w.n, e.seq
-                        FROM unnest(p_event_ids) WITH ORDINALITY AS w(event_id, n)
-                        JOIN {s}.events e ON e.event_id = w.event_id;
-                    o_version := o_version + v_count;
-                    -- Linked events are readable in the stream as soon as this commits (they
-                    -- have positions already): wake followers in other processes, as a
-                    -- sequencer cycle does. Delivered at commit, dropped on rollback.
-                    PERFORM pg_notify({quote_literal(self.channel)}, 'link');
-                    SELECT p.position INTO o_position
-                        FROM {s}.events e JOIN {s}.all_positions p ON p.seq = e.seq
-                        WHERE e.event_id = p_event_ids[v_count];
-                EXCEPTION
-                    WHEN unique_violation OR lock_not_available OR deadlock_detected THEN
-                        -- A concurrent link of the same ids or creation of the stream.
-                        o_status := {STATUS_RETRY};
-                    WHEN OTHERS THEN
-                        o_status := {STATUS_ERROR};
-                        o_detail := SQLSTATE || ': ' || SQLERRM;
-                END;
-            END
-            $fn$"""
-
-    def _sequence_function(self) -> str:
-        """``evstore_sequence``: one sequencer cycle, then the positions of ``p_waiting``.
-
-        Returns the highest position ever assigned, for each seq in ``p_waiting`` its
-        position (NULL: none yet; -1: the event no longer exists), and how many rows this
-        call numbered.
-        """
-        s = self.s
-        # Rows still to number are those whose xid the previous cycle's snapshot did not see
-        # as finished: xid in its in-progress list, or at/above its xmax (see module doc).
-        # The last test makes numbering a row twice impossible even if the recorded snapshot
-        # is reset (after a restore, say). It is a correlated scalar subquery on purpose:
-        # one index probe per candidate. NOT EXISTS would be planned as a hash anti-join
-        # reading all of all_positions on every cycle.
-        pending = f"""(e.xid >= pg_snapshot_xmax(v_snapshot)
-                        OR e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(v_snapshot))))
-                    AND (SELECT p.position FROM {s}.all_positions p WHERE p.seq = e.seq) IS NULL"""
-        return f"""CREATE OR REPLACE FUNCTION {s}.evstore_sequence(p_waiting bigint[],
-                OUT o_last_position bigint, OUT o_positions bigint[], OUT o_assigned bigint)
-            LANGUAGE plpgsql AS $fn$
-            DECLARE
-                v_snapshot pg_snapshot;
-                v_last bigint;
-                v_new_snapshot pg_snapshot;
-            BEGIN
-                o_assigned := 0;
-                -- Cheap check first, without the lock: is any committed row unnumbered?
-                SELECT st.snapshot INTO v_snapshot FROM {s}.sequencer_state st;
-                IF EXISTS (SELECT 1 FROM {s}.events e WHERE {pending}) THEN
-                    -- An advisory lock gives this transaction no xid, so the snapshot below
-                    -- is not held back by the sequencer itself. Each statement after it
-                    -- takes a fresh snapshot (READ COMMITTED), seeing earlier cycles.
-                    PERFORM {self._sequencer_lock_call()};
-                    SELECT st.snapshot, st.last_position INTO v_snapshot, v_last
-                        FROM {s}.sequencer_state st;
-                    -- pg_current_snapshot() is this statement's own snapshot: exactly the
-                    -- one deciding which rows the INSERT sees.
-                    WITH current AS MATERIALIZED (
-                        SELECT pg_current_snapshot() AS snapshot
-                    ), numbered AS (
-                        INSERT INTO {s}.all_positions (position, seq)
-                        SELECT v_last + row_number() OVER (ORDER BY c.block_start, c.seq), c.seq
-                        FROM (
-                            -- One block per (transaction, stream): an append's events stay
-                            -- contiguous even when concurrent inserts interleave their seqs.
-                            SELECT e.seq,
-                                   min(e.seq) OVER (PARTITION BY e.xid, e.stream_key)
-                                       AS block_start
-                            FROM {s}.events e
-                            WHERE {pending}
-                        ) c
-                        RETURNING 1
-                    )
-                    SELECT (SELECT snapshot FROM current), (SELECT count(*) FROM numbered)
-                        INTO v_new_snapshot, o_assigned;
-                    -- Nothing numbered (another process's cycle, queued before this one on
-                    -- the lock, took the rows): write nothing, so this transaction gets no
-                    -- xid and its commit no fsync. Keeping the older snapshot is safe: no
-                    -- row it leaves pending is visible and unnumbered now.
-                    IF o_assigned > 0 THEN
-                        UPDATE {s}.sequencer_state
-                            SET snapshot = v_new_snapshot,
-                                last_position = last_position + o_assigned;
-                        PERFORM pg_notify({quote_literal(self.channel)},
-                                          (v_last + o_assigned)::text);
-                    END IF;
-                END IF;
-                SELECT st.last_position INTO o_last_position FROM {s}.sequencer_state st;
-                o_positions := ARRAY(
-                    SELECT coalesce(p.position, CASE WHEN EXISTS (
-                            SELECT 1 FROM {s}.events e WHERE e.seq = w.seq) THEN NULL ELSE -1 END)
-                    FROM unnest(p_waiting) WITH ORDINALITY AS w(seq, n)
-                    LEFT JOIN {s}.all_positions p ON p.seq = w.seq
-                    ORDER BY w.n);
-            END
-            $fn$"""
-
     # -- statements ------------------------------------------------------------------
 
     @property
@@ -819,9 +383,9 @@ class Sql:
         return f"SELECT * FROM {self.s}.evstore_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 
     @property
-    def append_batch(self) -> str:
+    def write(self) -> str:
         return (
-            f"SELECT * FROM {self.s}.evstore_append_batch"
+            f"SELECT * FROM {self.s}.evstore_write"
             "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         )
 
@@ -850,11 +414,10 @@ class Sql:
         # the events it linked stay in their streams.
         s = self.s
         return f"""WITH gone AS (
-                DELETE FROM {s}.events WHERE stream_key = $1 RETURNING seq
-            ), positions AS (
-                DELETE FROM {s}.all_positions WHERE seq IN (SELECT seq FROM gone)
+                DELETE FROM {s}.events WHERE stream_key = $1 RETURNING event_id
             ), linked AS (
-                DELETE FROM {s}.links WHERE stream_key = $1 OR seq IN (SELECT seq FROM gone)
+                DELETE FROM {s}.links
+                WHERE stream_key = $1 OR event_id IN (SELECT event_id FROM gone)
             )
             DELETE FROM {s}.streams WHERE stream_key = $1"""
 
@@ -864,7 +427,7 @@ class Sql:
 
     def read_stream(self, *, forward: bool) -> str:
         """Params: $1 stream_key, $2 lowest number, $3 highest number, $4 count,
-        $5 oldest created_at or NULL. Only sequenced events are returned."""
+        $5 oldest created_at or NULL. Only numbered events are returned."""
         return self._stream_page(
             forward=forward, key="$1", low="$2", high="$3", count="$4", cutoff="$5::timestamptz"
         )
@@ -897,13 +460,13 @@ class Sql:
         s = self.s
         return f"""SELECT e.data FROM {s}.streams ms
                     CROSS JOIN LATERAL (
-                        SELECT own.stream_version AS n, own.seq FROM {s}.events own
+                        SELECT own.stream_version AS n, own.event_id FROM {s}.events own
                             WHERE own.stream_key = ms.stream_key
                         UNION ALL
-                        SELECT l.stream_version, l.seq FROM {s}.links l
+                        SELECT l.stream_version, l.event_id FROM {s}.links l
                             WHERE l.stream_key = ms.stream_key
                     ) entry
-                    JOIN {s}.events e ON e.seq = entry.seq
+                    JOIN {s}.events e ON e.event_id = entry.event_id
                     WHERE ms.stream_id = {stream_id}
                     ORDER BY entry.n DESC LIMIT 1"""
 
@@ -924,28 +487,30 @@ class Sql:
             order, near, far = "ASC", f">= {low}", f"<= {high}"
         else:
             order, near, far = "DESC", f"<= {high}", f">= {low}"
-        return f"""SELECT entry.n, e.event_id, origin.stream_id, e.stream_version, p.position,
-                e.event_type, e.data, e.metadata, e.flags, e.correlation_id, e.causation_id,
-                e.created_at
+        columns = """event_id, stream_key, stream_version, position, event_type, data, metadata,
+                flags, correlation_id, causation_id, created_at"""
+        own_columns = ", ".join(f"own.{c.strip()}" for c in columns.split(","))
+        linked_columns = ", ".join(f"e.{c.strip()}" for c in columns.split(","))
+        return f"""SELECT entry.n, entry.event_id, origin.stream_id, entry.stream_version,
+                entry.position, entry.event_type, entry.data, entry.metadata, entry.flags,
+                entry.correlation_id, entry.causation_id, entry.created_at
             FROM (
-                (SELECT own.stream_version AS n, own.seq FROM {s}.events own
+                (SELECT own.stream_version AS n, {own_columns} FROM {s}.events own
                     WHERE own.stream_key = {key} AND own.stream_version {near}
                       AND own.stream_version + 0 {far}
                       AND ({cutoff} IS NULL OR own.created_at >= {cutoff})
-                      AND EXISTS (SELECT FROM {s}.all_positions ap WHERE ap.seq = own.seq)
+                      AND own.position IS NOT NULL
                     ORDER BY own.stream_version {order} LIMIT {count})
                 UNION ALL
-                (SELECT l.stream_version, l.seq FROM {s}.links l
-                    JOIN {s}.events linked ON linked.seq = l.seq
+                (SELECT l.stream_version, {linked_columns} FROM {s}.links l
+                    JOIN {s}.events e ON e.event_id = l.event_id
                     WHERE l.stream_key = {key} AND l.stream_version {near}
                       AND l.stream_version + 0 {far}
-                      AND ({cutoff} IS NULL OR linked.created_at >= {cutoff})
-                      AND EXISTS (SELECT FROM {s}.all_positions ap WHERE ap.seq = l.seq)
+                      AND ({cutoff} IS NULL OR e.created_at >= {cutoff})
+                      AND e.position IS NOT NULL
                     ORDER BY l.stream_version {order} LIMIT {count})
             ) entry
-            JOIN {s}.events e ON e.seq = entry.seq
-            JOIN {s}.all_positions p ON p.seq = e.seq
-            JOIN {s}.streams origin ON origin.stream_key = e.stream_key
+            JOIN {s}.streams origin ON origin.stream_key = entry.stream_key
             ORDER BY entry.n {order}
             LIMIT {count}"""
 
@@ -953,14 +518,13 @@ class Sql:
         """Params: $1 lowest position, $2 highest position, $3 count."""
         s = self.s
         order = "ASC" if forward else "DESC"
-        return f"""SELECT p.position, e.event_id, origin.stream_id, e.stream_version, p.position,
+        return f"""SELECT e.position, e.event_id, origin.stream_id, e.stream_version, e.position,
                 e.event_type, e.data, e.metadata, e.flags, e.correlation_id, e.causation_id,
                 e.created_at
-            FROM {s}.all_positions p
-            JOIN {s}.events e ON e.seq = p.seq
+            FROM {s}.events e
             JOIN {s}.streams origin ON origin.stream_key = e.stream_key
-            WHERE p.position BETWEEN $1 AND $2
-            ORDER BY p.position {order}
+            WHERE e.position BETWEEN $1 AND $2
+            ORDER BY e.position {order}
             LIMIT $3"""
 
     @property

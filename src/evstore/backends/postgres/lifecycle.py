@@ -36,6 +36,7 @@ _MIGRATIONS: dict[int, Callable[[Sql], list[str]]] = {
     1: Sql.migration_1,
     2: Sql.migration_2,
     3: Sql.migration_3,
+    4: Sql.migration_4,
 }
 """Schema version -> the statements that bring the previous version to it."""
 
@@ -112,6 +113,10 @@ async def _upgrade(conn: Any, sql: Sql) -> tuple[int | None, int]:
         for statement in _MIGRATIONS[version](sql):
             await conn.execute(statement)
         await conn.execute(sql.record_migration(), version)
+    if current < SCHEMA_VERSION:
+        # Functions are code: after any migration they are the current ones.
+        for statement in sql.functions():
+            await conn.execute(statement)
     return before, SCHEMA_VERSION
 
 

@@ -3,7 +3,8 @@
 How the parts fit:
 
 * appends go through the :class:`~.writer.GroupCommitWriter` (many appends per
-  transaction, each checked alone by ``evstore_append``), then wait on the
+  statement and transaction, each checked alone, usually numbered in the same
+  transaction); those stored without a position wait on the
   :class:`~.sequencer.SequencerLoop` for the global position of their last event;
 * ``conn=`` appends and links run the same functions directly on the caller's connection,
   inside its transaction (position ``None``: it is assigned after the caller commits);
@@ -281,12 +282,7 @@ class PostgresBackend(StorageBackend):
             await pool.close()
             raise
         self._pool = pool
-        self._writer = GroupCommitWriter(
-            pool,
-            self._sql.append,
-            batch_statement=self._sql.append_batch,
-            writers=2 if self._pool_size >= 4 else 1,
-        )
+        self._writer = GroupCommitWriter(pool, self._sql.write, self._sql.append)
         self._sequencer = SequencerLoop(
             self._sequencer_connection,
             self._sql.sequence,
@@ -412,11 +408,11 @@ class PostgresBackend(StorageBackend):
         row: Any
         if conn is not None:
             row = await self._direct(conn, self._sql.append, args, "appending")
-            version, last_seq = self._appended(stream_id, expected_version, row)
-            if last_seq is None or conn.is_in_transaction() or self._sequencer is None:
+            version = self._appended(stream_id, expected_version, row)
+            if not events or conn.is_in_transaction() or self._sequencer is None:
                 # Positions are assigned after the caller commits, by a later cycle.
                 return AppendResult(version, None)
-            position = await self._position_after_commit(last_seq)
+            position = await self._position_after_commit(events[-1].event_id)
             self.changes.notify()
             return AppendResult(version, position)
         writer, sequencer = self._writer, self._sequencer
@@ -431,16 +427,18 @@ class PostgresBackend(StorageBackend):
                 f"{self._timeout} s; it was not written (unless the time ran out during "
                 "its COMMIT)"
             ) from exc
-        version, last_seq = self._appended(stream_id, expected_version, row)
-        if last_seq is None:
+        version = self._appended(stream_id, expected_version, row)
+        if not events:
             return AppendResult(version, None)
-        position = await self._position_after_commit(last_seq)
-        # The sequencer woke followers when it numbered these events; this covers a
-        # position wait that timed out (the events are committed and will be readable).
+        position = row[3]
+        if position is None:  # stored without a position: a sequencer cycle numbers it
+            position = await self._position_after_commit(events[-1].event_id)
+        # Followers of the log: the events are readable now (or, after a position wait
+        # that timed out, soon).
         self.changes.notify()
         return AppendResult(version, position)
 
-    async def _position_after_commit(self, last_seq: int) -> int | None:
+    async def _position_after_commit(self, event_id: UUID) -> int | None:
         """The position of a committed event, or ``None`` if it takes over ``timeout``.
 
         The events are stored by now: a timeout must not turn that success into an error
@@ -449,7 +447,7 @@ class PostgresBackend(StorageBackend):
         assert self._sequencer is not None
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._sequencer.position_of(last_seq)
+                return await self._sequencer.position_of(event_id)
         except TimeoutError:
             _log.warning(
                 "evstore: an append committed but got no global position within %s s; "
@@ -470,13 +468,11 @@ class PostgresBackend(StorageBackend):
             await asyncio.sleep(0.001 * 2 ** min(attempt, 6))
         raise StorageError(f"{doing} kept deadlocking or racing; gave up after {_DIRECT_RETRIES}")
 
-    def _appended(
-        self, stream_id: str, expected: ExpectedVersion | int, row: Any
-    ) -> tuple[int, int | None]:
-        """(new version, seq of the last event) of an ``evstore_append`` row, or raise."""
-        status, version, deleted, last_seq, detail = row
+    def _appended(self, stream_id: str, expected: ExpectedVersion | int, row: Any) -> int:
+        """The new version of an append's outcome row, or raise its error."""
+        status, version, deleted, _position, detail = row
         if status == _sql.STATUS_OK:
-            return version, last_seq
+            return int(version)
         if status == _sql.STATUS_EXPECTATION:
             _raise_expectation(stream_id, expected, version, deleted)
         if status == _sql.STATUS_DUPLICATE:
