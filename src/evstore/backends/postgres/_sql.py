@@ -63,16 +63,18 @@ assigning statement: the holder's own, and committed ones. Rolled-back events ne
 Two ways to get them:
 
 * **In the append's own transaction** (``evstore_write``, the group-commit writer's
-  statement): it tries the lock once its stream rows are locked. If it gets it, it first
-  numbers every committed event still without a position, then inserts its own events with
-  the next positions, and commits once. This is the common case (one writer per process, no
-  other sequencer step running at that moment) and costs one durable commit per batch.
+  statement): once its stream rows are locked it takes the lock, waiting for it briefly
+  (``SEQUENCER_LOCK_WAIT``) when another process's batch holds it. It first numbers every
+  committed event still without a position, then inserts its own events with the next
+  positions, and commits once: one durable commit per batch. A process sends one batch at
+  a time and a batch carries every append queued meanwhile, so the lock is taken once per
+  batch, not once per append, and batches grow with the load (the Elixir original takes
+  a lock per append, which caps it at one commit's fsync per append).
 * **After commit** (``evstore_sequence``, a *sequencer cycle*): events stored without a
-  position — because the lock was busy, or because they were appended inside a caller's
+  position — because the lock stayed busy, or because they were appended inside a caller's
   transaction (``conn=``), which must never hold the lock — are numbered by the next holder.
-  So a busy lock never makes an appender wait for it: appends from many processes commit in
-  parallel and are numbered in bulk, and there is no lock held through every commit's fsync
-  (the Elixir original's ceiling).
+  So a busy lock never makes an appender wait for long: under heavy contention appends
+  commit in parallel and are numbered in bulk.
 
 Order: the events of one numbering step are ordered by (stream, version), then the
 holder's own batch in batch order. A stream's events therefore get positions in version

@@ -10,9 +10,9 @@ moment the previous one is done, so the server is never idle for long and batche
 with the load.
 
 One statement in flight per process also keeps this process's batches from competing for
-the sequencer lock with each other: they only meet other processes' steps, and then they do
-not wait (the events are stored without positions and a sequencer cycle numbers them; see
-:mod:`._sql`).
+the sequencer lock with each other: they only meet other processes' batches and cycles (a
+short wait, or, when the lock stays busy, events stored without positions for a sequencer
+cycle to number; see :mod:`._sql`).
 
 Only once the statement has returned are the callers told their outcome. A caller that
 gives up (its timeout) before its batch is sent is not written; one that gives up while the
