@@ -181,7 +181,9 @@ def _write_function(sql: Sql) -> str:
     it (so several appends to one stream behave as if run one after another), then creates
     the new streams, moves the versions and inserts every accepted event with one statement
     each. An append whose expectation fails gets its status and writes nothing; its
-    neighbours commit.
+    neighbours commit. A batch of one append (the common case when load is light) takes a
+    shorter way to the same result: one statement locks its stream row, checks the
+    expectation and reserves the versions.
 
     Once the stream rows are locked it takes the sequencer lock, waiting for it at most
     :data:`SEQUENCER_LOCK_WAIT`, and the events get their positions in this transaction:
@@ -232,6 +234,7 @@ def _write_function(sql: Sql) -> str:
             v_append_keys bigint[];
             v_i integer;
             v_j integer;
+            v_key bigint;
             v_version bigint;
             v_is_deleted boolean;
             v_seen bigint := 0;
@@ -240,108 +243,20 @@ def _write_function(sql: Sql) -> str:
             v_made_ids text[];
             v_made_keys bigint[];
             v_numbered boolean;
+            v_snapshot pg_snapshot;
             v_last bigint;
             v_xid xid8;
         BEGIN
-            SELECT coalesce(array_agg(x.stream_id ORDER BY x.stream_id), '{{}}'),
-                   coalesce(array_agg(x.stream_key ORDER BY x.stream_id), '{{}}'),
-                   coalesce(array_agg(x.version ORDER BY x.stream_id), '{{}}'),
-                   coalesce(array_agg(x.deleted ORDER BY x.stream_id), '{{}}')
-                INTO v_ids, v_keys, v_versions, v_deleted
-                FROM (SELECT st.stream_id, st.stream_key, st.version,
-                             st.deleted_at IS NOT NULL AS deleted
-                        FROM {s}.streams st WHERE st.stream_id = ANY (p_stream_ids)
-                        ORDER BY st.stream_id FOR UPDATE) x;
-            v_start := v_versions;
-            IF v_n = 1 THEN
-                v_count := ARRAY[v_events];
-            ELSE
-                SELECT array_agg(coalesce(c.n, 0) ORDER BY a.i) INTO v_count
-                    FROM generate_series(1, v_n) AS a(i)
-                    LEFT JOIN (SELECT u.a, count(*) AS n FROM unnest(p_append) AS u(a)
-                               GROUP BY u.a) c ON c.a = a.i;
-            END IF;
             o_status := array_fill(0::smallint, ARRAY[v_n]);
             o_version := array_fill(NULL::bigint, ARRAY[v_n]);
             o_deleted := array_fill(NULL::boolean, ARRAY[v_n]);
             o_position := array_fill(NULL::bigint, ARRAY[v_n]);
             o_detail := array_fill(NULL::text, ARRAY[v_n]);
-            v_pass := array_fill(false, ARRAY[v_n]);
-            v_first := array_fill(NULL::bigint, ARRAY[v_n]);
-            v_skip := array_fill(0::bigint, ARRAY[v_n]);
-            v_end := array_fill(0::bigint, ARRAY[v_n]);
-            v_slot := array_fill(NULL::integer, ARRAY[v_n]);
-            v_created := array_fill(NULL::timestamptz, ARRAY[coalesce(cardinality(v_ids), 0)]);
-            FOR v_i IN 1 .. v_n LOOP
-                v_j := array_position(v_ids, p_stream_ids[v_i]);
-                IF v_j IS NULL THEN  -- a stream to create, if an append is accepted
-                    v_ids := v_ids || p_stream_ids[v_i];
-                    v_keys := v_keys || NULL::bigint;
-                    v_versions := v_versions || NULL::bigint;
-                    v_deleted := v_deleted || NULL::boolean;
-                    v_start := v_start || NULL::bigint;
-                    v_created := v_created || NULL::timestamptz;
-                    v_j := cardinality(v_ids);
-                END IF;
-                v_slot[v_i] := v_j;
-                v_version := v_versions[v_j];
-                v_is_deleted := v_deleted[v_j];
-                v_seen := v_seen + v_count[v_i];
-                v_end[v_i] := v_seen;
-                IF (CASE  -- evstore_expectation_holds, inlined: this loop is hot
-                    WHEN coalesce(v_is_deleted, false) THEN true
-                    WHEN p_expected[v_i] = {ANY} THEN false
-                    WHEN p_expected[v_i] = {NO_STREAM} THEN coalesce(v_version, 0) <> 0
-                    WHEN p_expected[v_i] = {STREAM_EXISTS} THEN v_version IS NULL
-                    ELSE p_expected[v_i] <> coalesce(v_version, 0)
-                END) THEN
-                    o_status[v_i] := {STATUS_EXPECTATION};
-                    o_version[v_i] := v_version;
-                    o_deleted[v_i] := v_is_deleted;
-                    v_rejected := v_rejected + v_count[v_i];
-                ELSIF v_count[v_i] = 0 THEN
-                    o_version[v_i] := coalesce(v_version, 0);
-                ELSE
-                    v_pass[v_i] := true;
-                    v_skip[v_i] := v_rejected;
-                    v_first[v_i] := coalesce(v_version, 0);
-                    o_version[v_i] := v_first[v_i] + v_count[v_i];
-                    v_versions[v_j] := o_version[v_i];
-                    v_deleted[v_j] := false;
-                    v_created[v_j] := coalesce(v_created[v_j], p_created_at[v_i]);
-                END IF;
-            END LOOP;
-            IF v_rejected = v_events THEN
-                RETURN;  -- nothing to write
+            IF v_n = 1 THEN
+{_indent(_lone_append(sql), 16)}
+            ELSE
+{_indent(_set_based_appends(sql), 16)}
             END IF;
-            -- New streams (created by an accepted append); someone else creating one
-            -- meanwhile sends the batch to the slow path.
-            WITH made AS (
-                INSERT INTO {s}.streams AS st (stream_id, version, created_at)
-                    SELECT m.id, m.version, m.created FROM unnest(v_ids, v_keys, v_versions,
-                            v_created) AS m(id, key, version, created)
-                    WHERE m.key IS NULL AND m.version IS NOT NULL
-                    ON CONFLICT (stream_id) DO NOTHING
-                    RETURNING st.stream_id, st.stream_key)
-            SELECT count(*), array_agg(made.stream_id), array_agg(made.stream_key)
-                INTO v_created_count, v_made_ids, v_made_keys FROM made;
-            IF v_created_count <> (SELECT count(*) FROM unnest(v_keys, v_versions) AS m(k, v)
-                                    WHERE m.k IS NULL AND m.v IS NOT NULL) THEN
-                RAISE EXCEPTION USING ERRCODE = 'EVS02';
-            END IF;
-            FOR v_i IN 1 .. coalesce(cardinality(v_made_ids), 0) LOOP
-                v_keys[array_position(v_ids, v_made_ids[v_i])] := v_made_keys[v_i];
-            END LOOP;
-            -- By key through the primary key index: a join would scan the (often
-            -- bloated, hot-updated) streams table.
-            UPDATE {s}.streams st
-                SET version = v_versions[array_position(v_keys, st.stream_key)]
-                WHERE st.stream_key = ANY (ARRAY(
-                    SELECT m.key FROM unnest(v_keys, v_versions, v_start)
-                        AS m(key, version, start)
-                    WHERE m.start IS NOT NULL AND m.version <> m.start));
-            SELECT array_agg(v_keys[v_slot[a.i]] ORDER BY a.i) INTO v_append_keys
-                FROM generate_series(1, v_n) AS a(i);
             -- Only now, with the stream rows locked: any earlier version of these streams
             -- that another transaction wrote has committed, so the numbering below sees it
             -- and gives it a lower position than this batch's events.
@@ -350,7 +265,7 @@ def _write_function(sql: Sql) -> str:
                 -- Another numbering step holds the lock, usually a batch of another
                 -- process in its commit: waiting for it a moment costs less than a
                 -- sequencer cycle after this one. A longer wait means a busy lock: go on
-                -- without it, so appends never queue behind each other's commits.
+                -- without it, so appends never queue behind each other's commits for long.
                 BEGIN
                     PERFORM set_config('lock_timeout', '{SEQUENCER_LOCK_WAIT}', true);
                     PERFORM pg_advisory_xact_lock({sql.sequencer_lock_keys});
@@ -361,7 +276,12 @@ def _write_function(sql: Sql) -> str:
                 PERFORM set_config('lock_timeout', '{BATCH_LOCK_TIMEOUT}', true);
             END IF;
             IF v_numbered THEN
-                SELECT p.o_last_position INTO v_last FROM {s}.evstore_number_pending() p;
+                SELECT st.snapshot, st.last_position INTO v_snapshot, v_last
+                    FROM {s}.sequencer_state st;
+                IF EXISTS (SELECT FROM {s}.events e WHERE {pending_condition("v_snapshot")})
+                THEN
+                    SELECT p.o_last_position INTO v_last FROM {s}.evstore_number_pending() p;
+                END IF;
             ELSE
                 v_xid := pg_current_xact_id();
             END IF;
@@ -393,6 +313,165 @@ def _write_function(sql: Sql) -> str:
             END IF;
         END
         $fn$"""
+
+
+def _indent(block: str, spaces: int) -> str:
+    return "\n".join(" " * spaces + line if line else line for line in block.splitlines())
+
+
+def _lone_append(sql: Sql) -> str:
+    """``evstore_write``'s way for a batch of one append: lock, check and reserve at once.
+
+    Ends with the variables the storing part reads, or returns (nothing to write).
+    """
+    s = sql.s
+    holds_on = """CASE p_expected[1]
+                WHEN {any} THEN true
+                WHEN {no_stream} THEN {version} = 0
+                WHEN {exists} THEN true
+                ELSE {version} = p_expected[1]
+            END"""
+    holds = holds_on.format(
+        any=ANY, no_stream=NO_STREAM, exists=STREAM_EXISTS, version="st.version"
+    )
+    return f"""-- Lock the stream row, check the expectation and reserve the versions at once.
+UPDATE {s}.streams st SET version = st.version + v_events
+    WHERE st.stream_id = p_stream_ids[1] AND st.deleted_at IS NULL AND v_events > 0
+      AND {holds}
+    RETURNING st.stream_key, st.version - v_events INTO v_key, v_version;
+IF NOT FOUND THEN
+    -- Refused, missing, or an empty append: decide on the locked row (a state read
+    -- without the lock could already pass the expectation the UPDATE refused).
+    SELECT st.stream_key, st.version, st.deleted_at IS NOT NULL
+        INTO v_key, v_version, v_is_deleted
+        FROM {s}.streams st WHERE st.stream_id = p_stream_ids[1] FOR UPDATE;
+    IF NOT {s}.evstore_expectation_holds(p_expected[1], v_version, v_is_deleted) THEN
+        o_status[1] := {STATUS_EXPECTATION};
+        o_version[1] := v_version;
+        o_deleted[1] := v_is_deleted;
+        RETURN;
+    END IF;
+    IF v_events = 0 THEN
+        o_version[1] := coalesce(v_version, 0);
+        RETURN;
+    END IF;
+    IF v_key IS NULL THEN
+        INSERT INTO {s}.streams AS st (stream_id, version, created_at)
+            VALUES (p_stream_ids[1], v_events, p_created_at[1])
+            ON CONFLICT (stream_id) DO NOTHING
+            RETURNING st.stream_key INTO v_key;
+        IF NOT FOUND THEN  -- created meanwhile by another transaction: the slow path
+            RAISE EXCEPTION USING ERRCODE = 'EVS02';
+        END IF;
+        v_version := 0;
+    ELSE  -- the expectation held once the row was locked (it changed meanwhile)
+        UPDATE {s}.streams st SET version = st.version + v_events
+            WHERE st.stream_key = v_key;
+    END IF;
+END IF;
+v_pass := ARRAY[true];
+v_first := ARRAY[v_version];
+v_skip := ARRAY[0::bigint];
+v_end := ARRAY[v_events::bigint];
+v_append_keys := ARRAY[v_key];
+o_version[1] := v_version + v_events;"""
+
+
+def _set_based_appends(sql: Sql) -> str:
+    """``evstore_write``'s way for a batch of several appends, set-based.
+
+    Ends with the variables the storing part reads, or returns (nothing to write).
+    """
+    s = sql.s
+    return f"""SELECT coalesce(array_agg(x.stream_id ORDER BY x.stream_id), '{{}}'),
+       coalesce(array_agg(x.stream_key ORDER BY x.stream_id), '{{}}'),
+       coalesce(array_agg(x.version ORDER BY x.stream_id), '{{}}'),
+       coalesce(array_agg(x.deleted ORDER BY x.stream_id), '{{}}')
+    INTO v_ids, v_keys, v_versions, v_deleted
+    FROM (SELECT st.stream_id, st.stream_key, st.version,
+                 st.deleted_at IS NOT NULL AS deleted
+            FROM {s}.streams st WHERE st.stream_id = ANY (p_stream_ids)
+            ORDER BY st.stream_id FOR UPDATE) x;
+v_start := v_versions;
+SELECT array_agg(coalesce(c.n, 0) ORDER BY a.i) INTO v_count
+    FROM generate_series(1, v_n) AS a(i)
+    LEFT JOIN (SELECT u.a, count(*) AS n FROM unnest(p_append) AS u(a)
+               GROUP BY u.a) c ON c.a = a.i;
+v_pass := array_fill(false, ARRAY[v_n]);
+v_first := array_fill(NULL::bigint, ARRAY[v_n]);
+v_skip := array_fill(0::bigint, ARRAY[v_n]);
+v_end := array_fill(0::bigint, ARRAY[v_n]);
+v_slot := array_fill(NULL::integer, ARRAY[v_n]);
+v_created := array_fill(NULL::timestamptz, ARRAY[coalesce(cardinality(v_ids), 0)]);
+FOR v_i IN 1 .. v_n LOOP
+    v_j := array_position(v_ids, p_stream_ids[v_i]);
+    IF v_j IS NULL THEN  -- a stream to create, if an append is accepted
+        v_ids := v_ids || p_stream_ids[v_i];
+        v_keys := v_keys || NULL::bigint;
+        v_versions := v_versions || NULL::bigint;
+        v_deleted := v_deleted || NULL::boolean;
+        v_start := v_start || NULL::bigint;
+        v_created := v_created || NULL::timestamptz;
+        v_j := cardinality(v_ids);
+    END IF;
+    v_slot[v_i] := v_j;
+    v_version := v_versions[v_j];
+    v_is_deleted := v_deleted[v_j];
+    v_seen := v_seen + v_count[v_i];
+    v_end[v_i] := v_seen;
+    IF (CASE  -- evstore_expectation_holds, inlined: this loop is hot
+        WHEN coalesce(v_is_deleted, false) THEN true
+        WHEN p_expected[v_i] = {ANY} THEN false
+        WHEN p_expected[v_i] = {NO_STREAM} THEN coalesce(v_version, 0) <> 0
+        WHEN p_expected[v_i] = {STREAM_EXISTS} THEN v_version IS NULL
+        ELSE p_expected[v_i] <> coalesce(v_version, 0)
+    END) THEN
+        o_status[v_i] := {STATUS_EXPECTATION};
+        o_version[v_i] := v_version;
+        o_deleted[v_i] := v_is_deleted;
+        v_rejected := v_rejected + v_count[v_i];
+    ELSIF v_count[v_i] = 0 THEN
+        o_version[v_i] := coalesce(v_version, 0);
+    ELSE
+        v_pass[v_i] := true;
+        v_skip[v_i] := v_rejected;
+        v_first[v_i] := coalesce(v_version, 0);
+        o_version[v_i] := v_first[v_i] + v_count[v_i];
+        v_versions[v_j] := o_version[v_i];
+        v_deleted[v_j] := false;
+        v_created[v_j] := coalesce(v_created[v_j], p_created_at[v_i]);
+    END IF;
+END LOOP;
+IF v_rejected = v_events THEN
+    RETURN;  -- nothing to write
+END IF;
+-- New streams (created by an accepted append); someone else creating one meanwhile sends
+-- the batch to the slow path.
+WITH made AS (
+    INSERT INTO {s}.streams AS st (stream_id, version, created_at)
+        SELECT m.id, m.version, m.created FROM unnest(v_ids, v_keys, v_versions,
+                v_created) AS m(id, key, version, created)
+        WHERE m.key IS NULL AND m.version IS NOT NULL
+        ON CONFLICT (stream_id) DO NOTHING
+        RETURNING st.stream_id, st.stream_key)
+SELECT count(*), array_agg(made.stream_id), array_agg(made.stream_key)
+    INTO v_created_count, v_made_ids, v_made_keys FROM made;
+IF v_created_count <> (SELECT count(*) FROM unnest(v_keys, v_versions) AS m(k, v)
+                        WHERE m.k IS NULL AND m.v IS NOT NULL) THEN
+    RAISE EXCEPTION USING ERRCODE = 'EVS02';
+END IF;
+FOR v_i IN 1 .. coalesce(cardinality(v_made_ids), 0) LOOP
+    v_keys[array_position(v_ids, v_made_ids[v_i])] := v_made_keys[v_i];
+END LOOP;
+-- By key through the primary key index: a join would scan the (often bloated,
+-- hot-updated) streams table.
+UPDATE {s}.streams st
+    SET version = v_versions[array_position(v_keys, st.stream_key)]
+    WHERE st.stream_key = ANY (ARRAY(
+        SELECT m.key FROM unnest(v_keys, v_versions, v_start) AS m(key, version, start)
+        WHERE m.start IS NOT NULL AND m.version <> m.start));
+SELECT array_agg(v_keys[v_slot[a.i]] ORDER BY a.i) INTO v_append_keys
+    FROM generate_series(1, v_n) AS a(i);"""
 
 
 def _append_function(sql: Sql) -> str:
