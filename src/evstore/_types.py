@@ -186,11 +186,12 @@ class RecordedEvent:
 # RecordedEvent's fields in the same slots, without the frozen __init__. Reads build one
 # RecordedEvent per stored event, and a frozen dataclass's __init__ (one object.__setattr__
 # call per field) measured ten times slower than a plain slots __init__. recorded_event()
-# builds with this twin and then gives the instance its real class: the slot layouts are
-# identical (the twin is derived from RecordedEvent's fields), so CPython allows the
-# __class__ assignment, and the result is an ordinary frozen RecordedEvent.
-_RecordedEventBuilder: Any = dataclasses.make_dataclass(
-    "_RecordedEventBuilder",
+# (and the façade's read loop) builds with this twin and then gives the instance its real
+# class: the slot layouts are identical (the twin is derived from RecordedEvent's fields),
+# so CPython allows the __class__ assignment, and the result is an ordinary frozen
+# RecordedEvent.
+RecordedEventBuilder: Any = dataclasses.make_dataclass(
+    "RecordedEventBuilder",
     [(f.name, f.type) for f in dataclasses.fields(RecordedEvent)],
     slots=True,
 )
@@ -198,7 +199,7 @@ _RecordedEventBuilder: Any = dataclasses.make_dataclass(
 
 def recorded_event(*values: Any) -> RecordedEvent:
     """A ``RecordedEvent`` from its field values in declaration order, built fast."""
-    event: Any = _RecordedEventBuilder(*values)
+    event: Any = RecordedEventBuilder(*values)
     event.__class__ = RecordedEvent
     built: RecordedEvent = event
     return built

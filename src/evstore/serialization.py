@@ -87,6 +87,12 @@ class JsonSerializer:
             raise ValueError("type_name must be a non-empty string")
         self._builders[type_name] = _builder_for(cls)
 
+    @property
+    def decodes_plain_json(self) -> bool:
+        """True when no event type is registered: every payload reads back as plain JSON
+        (the store then decodes with orjson directly, skipping the registry lookup)."""
+        return not self._builders
+
     def serialize(self, value: Any) -> bytes:
         try:
             return orjson.dumps(value, default=_to_jsonable, option=self._OPTIONS)

@@ -49,6 +49,7 @@ from evstore.backends.base import (
     SubscriptionRecord,
 )
 from evstore.backends.postgres import _sql, lifecycle
+from evstore.backends.postgres._codecs import install_codecs
 from evstore.backends.postgres._errors import translated
 from evstore.backends.postgres._sql import Sql
 from evstore.backends.postgres.listener import ChangeListener
@@ -273,6 +274,7 @@ class PostgresBackend(StorageBackend):
                 min_size=min(2, self._pool_size),
                 max_size=self._pool_size,
                 connection_class=_PooledConnection,
+                init=install_codecs,
                 **self._connect_options(),
             )
         try:
