@@ -7,7 +7,7 @@ import threading
 import uuid
 
 from evstore import EventData
-from evstore._ids import new_uuid4
+from evstore._ids import new_uuid4, uuid_from_bytes
 
 
 def test_ids_are_random_version_4_uuids() -> None:
@@ -65,3 +65,10 @@ def test_ids_a_forked_child_does_not_repeat_its_parents_ids() -> None:
     parent = {new_uuid4() for _ in range(100)}
     assert len(child) == 100
     assert child.isdisjoint(parent)
+
+
+def test_ids_uuid_from_bytes_is_the_uuid_of_those_bytes() -> None:
+    for value in [uuid.uuid4(), uuid.UUID(int=0), uuid.UUID(int=2**128 - 1), new_uuid4()]:
+        rebuilt = uuid_from_bytes(value.bytes)
+        assert rebuilt == value and str(rebuilt) == str(value) and hash(rebuilt) == hash(value)
+        assert isinstance(rebuilt, uuid.UUID)

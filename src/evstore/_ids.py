@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator
 from uuid import UUID, SafeUUID
 
-__all__ = ["new_uuid4"]
+__all__ = ["new_uuid4", "uuid_from_bytes"]
 
 _IDS_PER_READ = 256
 _CLEAR = ~((0xC000 << 48) | (0xF000 << 64))  # the variant and version bits
@@ -60,5 +60,14 @@ def new_uuid4() -> UUID:
     # set their two slots through object.__setattr__.
     uuid = _new(UUID)
     _set(uuid, "int", value)
+    _set(uuid, "is_safe", _UNKNOWN)
+    return uuid
+
+
+def uuid_from_bytes(raw: bytes) -> UUID:
+    """``UUID(bytes=raw)`` for 16 bytes that are known to be a stored UUID, without the
+    argument checks (the SQLite backend reads one per event)."""
+    uuid = _new(UUID)
+    _set(uuid, "int", int.from_bytes(raw, "big"))
     _set(uuid, "is_safe", _UNKNOWN)
     return uuid

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from evstore._ids import uuid_from_bytes
 from evstore.backends.base import EventRow
 
 __all__ = ["event_rows", "from_micros", "to_micros", "uuid_bytes"]
@@ -40,25 +41,38 @@ def event_rows(rows: Sequence[Sequence[Any]]) -> list[EventRow]:
     the last conversion is reused while the stored value repeats.
     """
     converted: list[EventRow] = []
+    append = converted.append
     last_micros: int | None = None
     last_moment = _EPOCH
-    for row in rows:
-        micros = row[11]
+    for (
+        number,
+        event_id,
+        stream_id,
+        version,
+        position,
+        event_type,
+        data,
+        metadata,
+        flags,
+        correlation_id,
+        causation_id,
+        micros,
+    ) in rows:
         if micros != last_micros:
             last_micros, last_moment = micros, _EPOCH + timedelta(microseconds=micros)
-        converted.append(
+        append(
             (
-                row[0],
-                UUID(bytes=row[1]),
-                row[2],
-                row[3],
-                row[4],
-                row[5],
-                row[6],
-                row[7],
-                row[8],
-                None if row[9] is None else UUID(bytes=row[9]),
-                None if row[10] is None else UUID(bytes=row[10]),
+                number,
+                uuid_from_bytes(event_id),
+                stream_id,
+                version,
+                position,
+                event_type,
+                data,
+                metadata,
+                flags,
+                None if correlation_id is None else uuid_from_bytes(correlation_id),
+                None if causation_id is None else uuid_from_bytes(causation_id),
                 last_moment,
             )
         )
