@@ -47,7 +47,7 @@ def timestamp_codec() -> tuple[Encoder, Decoder]:
             return _INFINITE
         if micros == _NEGATIVE_INFINITY:
             return _NEGATIVE_INFINITE
-        result = _EPOCH + timedelta(microseconds=micros)
+        result = _EPOCH + timedelta(0, 0, micros)  # positional: faster than the keyword
         last = (micros, result)
         return result
 

@@ -59,7 +59,7 @@ def event_rows(rows: Sequence[Sequence[Any]]) -> list[EventRow]:
         micros,
     ) in rows:
         if micros != last_micros:
-            last_micros, last_moment = micros, _EPOCH + timedelta(microseconds=micros)
+            last_micros, last_moment = micros, _EPOCH + timedelta(0, 0, micros)
         append(
             (
                 number,
