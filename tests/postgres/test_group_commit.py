@@ -173,3 +173,38 @@ async def test_group_commit_id_shared_by_two_appends_of_a_batch_falls_back(
         assert all(isinstance(o, AppendResult) for o in outcomes[2:])
         assert len(await store.read_all_streams_forward()) == 11
         assert backend._writer.fallbacks >= 1
+
+
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+async def test_group_commit_stream_created_meanwhile_by_another_transaction(
+    postgres_url: str, raw_conn: asyncpg.Connection, outcome: str
+) -> None:
+    async with AsyncEventStore(postgres_url, timeout=30) as store:
+        transaction = raw_conn.transaction()
+        await transaction.start()
+        # Another transaction creates the stream and keeps it uncommitted: the store's
+        # append of the stream's first event has to wait for it and then decide.
+        await store.append_to_stream("new", NO_STREAM, [EventData("E", "other")], conn=raw_conn)
+        racing = asyncio.ensure_future(
+            store.append_to_stream("new", NO_STREAM, [EventData("E", "mine")])
+        )
+        others = await asyncio.gather(
+            *(store.append_to_stream(f"o-{i}", NO_STREAM, [EventData("E", i)]) for i in range(5))
+        )
+        assert [r.stream_version for r in others] == [1] * 5  # not held up meanwhile
+        assert not racing.done()
+        await (transaction.commit() if outcome == "commit" else transaction.rollback())
+        if outcome == "commit":
+            with pytest.raises(StreamExistsError):
+                await asyncio.wait_for(racing, 10)
+            # The other transaction's event gets its position from a sequencer cycle.
+            async with asyncio.timeout(10):
+                while not await store.read_stream_forward("new"):
+                    await asyncio.sleep(0.01)
+            expected = ["other"]
+        else:
+            assert (await asyncio.wait_for(racing, 10)).stream_version == 1
+            expected = ["mine"]
+        assert [e.data for e in await store.read_stream_forward("new")] == expected
+        positions = [e.position for e in await store.read_all_streams_forward()]
+        assert positions == list(range(1, 7))
