@@ -143,11 +143,10 @@ _MAX_CHECKED_EVENT_TYPES = 10_000
 
 
 def _check_event_type(event_type: object) -> None:
-    check_text(event_type, "event_type", max_length=MAX_EVENT_TYPE_LENGTH)
-    assert isinstance(event_type, str)
+    checked = check_text(event_type, "event_type", max_length=MAX_EVENT_TYPE_LENGTH)
     if len(_checked_event_types) >= _MAX_CHECKED_EVENT_TYPES:  # bounded, whatever the input
         _checked_event_types.clear()
-    _checked_event_types.add(event_type)
+    _checked_event_types.add(checked)
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,34 +96,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from evstore.backends.postgres._codes import (
-    ANY,
-    NO_STREAM,
-    STATUS_DUPLICATE,
-    STATUS_ERROR,
-    STATUS_EXPECTATION,
-    STATUS_NOT_FOUND,
-    STATUS_OK,
-    STATUS_RETRY,
-    STREAM_EXISTS,
-)
 from evstore.backends.postgres._functions import FUNCTION_NAMES, create_functions
 
-__all__ = [
-    "ANY",
-    "NO_STREAM",
-    "SCHEMA_VERSION",
-    "STATUS_DUPLICATE",
-    "STATUS_ERROR",
-    "STATUS_EXPECTATION",
-    "STATUS_NOT_FOUND",
-    "STATUS_OK",
-    "STATUS_RETRY",
-    "STREAM_EXISTS",
-    "Sql",
-    "quote_ident",
-    "quote_literal",
-]
+__all__ = ["SCHEMA_VERSION", "Sql", "quote_ident", "quote_literal"]
 
 SCHEMA_VERSION = 4
 """The schema version this code writes and expects."""

@@ -48,7 +48,7 @@ from evstore.backends.base import (
     SubscriptionLock,
     SubscriptionRecord,
 )
-from evstore.backends.postgres import _sql, lifecycle
+from evstore.backends.postgres import _codes, _sql, lifecycle
 from evstore.backends.postgres._codecs import install_codecs
 from evstore.backends.postgres._errors import translated
 from evstore.backends.postgres._sql import Sql
@@ -87,9 +87,9 @@ _DIRECT_RETRIES = 20
 """Attempts of a ``conn=`` append or a link that keeps meeting a deadlock or a race."""
 
 _EXPECTED_CODES = {
-    ExpectedVersion.ANY_VERSION: _sql.ANY,
-    ExpectedVersion.NO_STREAM: _sql.NO_STREAM,
-    ExpectedVersion.STREAM_EXISTS: _sql.STREAM_EXISTS,
+    ExpectedVersion.ANY_VERSION: _codes.ANY,
+    ExpectedVersion.NO_STREAM: _codes.NO_STREAM,
+    ExpectedVersion.STREAM_EXISTS: _codes.STREAM_EXISTS,
 }
 
 # ORDER BY clauses of paginate_streams, matching memory.py's _sorted: NULLs last ascending
@@ -465,7 +465,7 @@ class PostgresBackend(StorageBackend):
         for attempt in range(_DIRECT_RETRIES):
             with translated(doing):
                 row: asyncpg.Record = await conn.fetchrow(statement, *args)
-            if row[0] != _sql.STATUS_RETRY:
+            if row[0] != _codes.STATUS_RETRY:
                 return row
             await asyncio.sleep(0.001 * 2 ** min(attempt, 6))
         raise StorageError(f"{doing} kept deadlocking or racing; gave up after {_DIRECT_RETRIES}")
@@ -473,11 +473,11 @@ class PostgresBackend(StorageBackend):
     def _appended(self, stream_id: str, expected: ExpectedVersion | int, row: Any) -> int:
         """The new version of an append's outcome row, or raise its error."""
         status, version, deleted, _position, detail = row
-        if status == _sql.STATUS_OK:
+        if status == _codes.STATUS_OK:
             return int(version)
-        if status == _sql.STATUS_EXPECTATION:
+        if status == _codes.STATUS_EXPECTATION:
             _raise_expectation(stream_id, expected, version, deleted)
-        if status == _sql.STATUS_DUPLICATE:
+        if status == _codes.STATUS_DUPLICATE:
             raise DuplicateEventError(
                 f"event {detail} is already stored",
                 stream_id=stream_id,
@@ -497,20 +497,20 @@ class PostgresBackend(StorageBackend):
         async with self._connection(conn) as c:
             row = await self._direct(c, self._sql.link, args, "linking")
         status, version, deleted, position, detail = row
-        if status == _sql.STATUS_OK:
+        if status == _codes.STATUS_OK:
             if conn is None or not conn.is_in_transaction():
                 self.changes.notify()  # committed: the links are readable now
             return AppendResult(version, position)
-        if status == _sql.STATUS_EXPECTATION:
+        if status == _codes.STATUS_EXPECTATION:
             _raise_expectation(stream_id, expected_version, version, deleted)
-        if status == _sql.STATUS_NOT_FOUND:
+        if status == _codes.STATUS_NOT_FOUND:
             missing = [UUID(text) for text in detail.split(",")]
             raise EventNotFoundError(
                 f"cannot link unknown event ids: {', '.join(map(str, missing))}",
                 stream_id=stream_id,
                 event_ids=missing,
             )
-        if status == _sql.STATUS_DUPLICATE:
+        if status == _codes.STATUS_DUPLICATE:
             raise DuplicateEventError(
                 f"event {detail} is already in stream {stream_id!r}",
                 stream_id=stream_id,
