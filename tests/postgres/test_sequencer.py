@@ -184,3 +184,74 @@ async def test_sequencer_runs_on_the_session_mode_connection(
         assert sorted(r.position for r in results) == list(range(1, 11))
         session = backend._session_conn
         assert session is not None and not session.is_closed()
+
+
+async def _unnumbered_event(store: AsyncEventStore, url: str, stream: str) -> None:
+    """A committed event without a position (appended inside a caller's transaction; the
+    store's poll interval is long, so no idle cycle numbers it meanwhile)."""
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            await store.append_to_stream(stream, NO_STREAM, [EventData("E", stream)], conn=conn)
+    finally:
+        await conn.close()
+
+
+async def test_sequencer_an_open_hard_delete_does_not_stop_numbering(
+    postgres_url: str, raw_conn: asyncpg.Connection
+) -> None:
+    async with AsyncEventStore(postgres_url, enable_hard_deletes=True, poll_interval=30) as store:
+        await _unnumbered_event(store, postgres_url, "victim")
+        transaction = raw_conn.transaction()
+        await transaction.start()
+        # The caller's transaction hard-deletes the stream and stays open: it holds the
+        # row of the event no cycle has numbered yet.
+        await store.delete_stream("victim", ANY_VERSION, hard=True, conn=raw_conn)
+        appends = (
+            store.append_to_stream(f"s-{i}", NO_STREAM, [EventData("E", i)]) for i in range(5)
+        )
+        results = await asyncio.wait_for(asyncio.gather(*appends), 5)
+        # Numbered at once (the deleted stream's event is left for a later cycle), readable.
+        assert sorted(r.position for r in results) == [1, 2, 3, 4, 5]  # type: ignore[type-var]
+        assert [e.position for e in await store.read_all_streams_forward()] == [1, 2, 3, 4, 5]
+        # An append inside the deleting transaction is numbered too (it used to wait for
+        # its own transaction).
+        inside = await asyncio.wait_for(
+            store.append_to_stream("inside", NO_STREAM, [EventData("E", "in")]), 5
+        )
+        assert inside.position == 6
+        await transaction.commit()
+        after = await store.append_to_stream("after", NO_STREAM, [EventData("E", "after")])
+        assert after.position == 7
+        events = await store.read_all_streams_forward()
+        assert [(e.stream_id, e.position) for e in events][-2:] == [("inside", 6), ("after", 7)]
+        assert "victim" not in {e.stream_id for e in events}
+
+
+async def test_sequencer_an_event_updated_while_it_is_numbered_is_not_lost(
+    postgres_url: str, raw_conn: asyncpg.Connection
+) -> None:
+    async with AsyncEventStore(postgres_url, poll_interval=30) as store:
+        await _unnumbered_event(store, postgres_url, "scrubbed")
+        transaction = raw_conn.transaction()
+        await transaction.start()
+        # Someone updates the event's row by hand (scrubbing data, say) in an open
+        # transaction while the store numbers events.
+        await raw_conn.execute(
+            "UPDATE events SET data = $1 WHERE stream_version = 1 AND position IS NULL",
+            b'"scrubbed again"',
+        )
+        first = await asyncio.wait_for(
+            store.append_to_stream("other", NO_STREAM, [EventData("E", "other")]), 5
+        )
+        assert first.position == 1  # the locked event waits for a later cycle
+        await transaction.commit()
+        second = await store.append_to_stream("next", NO_STREAM, [EventData("E", "next")])
+        # That cycle came with this append: the updated event got the next position.
+        assert second.position == 3
+        events = await store.read_all_streams_forward()
+        assert [(e.stream_id, e.data) for e in events] == [
+            ("other", "other"),
+            ("scrubbed", "scrubbed again"),
+            ("next", "next"),
+        ]

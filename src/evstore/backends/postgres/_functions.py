@@ -121,6 +121,14 @@ def _number_pending_function(sql: Sql) -> str:
     open keeps its events out of this cycle and gets later positions when it commits. The
     statement's snapshot is recorded for the next cycle (see :func:`pending_condition`).
 
+    Events are claimed with ``FOR NO KEY UPDATE SKIP LOCKED`` and numbered by event id,
+    and a stream with an event someone else has locked — a hard delete in a transaction
+    still open, say — is left whole for a later cycle: waiting for that lock while holding
+    the sequencer lock would stop every append's numbering for as long as that transaction
+    lasts, and numbering part of the stream would break its order if the delete rolled
+    back. While a stream is left, the recorded snapshot does not move, so its events stay
+    pending until a cycle takes them.
+
     Returns the last position assigned so far (stored in ``sequencer_state``) and how many
     events this call numbered.
     """
@@ -130,7 +138,7 @@ def _number_pending_function(sql: Sql) -> str:
         LANGUAGE plpgsql AS $fn$
         DECLARE
             v_snapshot pg_snapshot;
-            v_candidates bigint;
+            v_left bigint;
             v_new_snapshot pg_snapshot;
         BEGIN
             o_assigned := 0;
@@ -141,32 +149,42 @@ def _number_pending_function(sql: Sql) -> str:
                 RETURN;
             END IF;
             -- pg_current_snapshot() is this statement's own snapshot: exactly the one that
-            -- decides which events the UPDATE sees. An event hard deleted meanwhile is
-            -- skipped by the UPDATE and leaves a gap, as hard deletes do.
+            -- decides which events the scans below see.
             WITH current AS MATERIALIZED (
                 SELECT pg_current_snapshot() AS snapshot
-            ), pending AS MATERIALIZED (
-                SELECT e.ctid AS tid,
-                       row_number() OVER (ORDER BY e.stream_key, e.stream_version) AS n
-                FROM {s}.events e
+            ), candidates AS MATERIALIZED (
+                SELECT e.event_id, e.stream_key FROM {s}.events e
                 WHERE {pending_condition("v_snapshot")}
+            ), claimed AS MATERIALIZED (
+                SELECT e.event_id, e.stream_key, e.stream_version FROM {s}.events e
+                WHERE {pending_condition("v_snapshot")}
+                FOR NO KEY UPDATE SKIP LOCKED
+            ), left_over AS MATERIALIZED (  -- streams with an event locked by someone else
+                SELECT DISTINCT c.stream_key FROM candidates c
+                WHERE NOT EXISTS (SELECT FROM claimed k WHERE k.event_id = c.event_id)
+            ), pending AS MATERIALIZED (
+                SELECT k.event_id,
+                       row_number() OVER (ORDER BY k.stream_key, k.stream_version) AS n
+                FROM claimed k
+                WHERE NOT EXISTS (SELECT FROM left_over l WHERE l.stream_key = k.stream_key)
             ), numbered AS (
                 UPDATE {s}.events e SET position = o_last_position + p.n
                 FROM pending p
-                WHERE e.ctid = p.tid
+                WHERE e.event_id = p.event_id
                 RETURNING 1
             )
-            SELECT (SELECT snapshot FROM current), (SELECT count(*) FROM pending),
-                   (SELECT count(*) FROM numbered)
-                INTO v_new_snapshot, v_candidates, o_assigned;
-            -- Nothing to number (another cycle, queued before this one on the lock, took
+            SELECT (SELECT snapshot FROM current), (SELECT count(*) FROM numbered),
+                   (SELECT count(*) FROM left_over)
+                INTO v_new_snapshot, o_assigned, v_left;
+            -- Nothing numbered (another cycle, queued before this one on the lock, took
             -- the events): write nothing, so a lone cycle gets no xid and no fsync. The
             -- older snapshot stays valid: no event it leaves pending is visible and
             -- unnumbered now.
-            IF v_candidates > 0 THEN
-                o_last_position := o_last_position + v_candidates;
+            IF o_assigned > 0 THEN
+                o_last_position := o_last_position + o_assigned;
                 UPDATE {s}.sequencer_state
-                    SET snapshot = v_new_snapshot, last_position = o_last_position;
+                    SET snapshot = CASE WHEN v_left = 0 THEN v_new_snapshot ELSE snapshot END,
+                        last_position = o_last_position;
             END IF;
         END
         $fn$"""
