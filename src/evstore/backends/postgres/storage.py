@@ -426,8 +426,8 @@ class PostgresBackend(StorageBackend):
         except TimeoutError as exc:
             raise EventStoreTimeoutError(
                 f"the append to stream {stream_id!r} was not confirmed within "
-                f"{self._timeout} s; it was not written (unless the time ran out during "
-                "its COMMIT)"
+                f"{self._timeout} s; it was not written, unless the time ran out while the "
+                "statement writing and committing its batch was running"
             ) from exc
         version = self._appended(stream_id, expected_version, row)
         if not events:
