@@ -173,7 +173,11 @@ def test_sigterm_keeps_every_acknowledged_append(
             for n in range(10_000):
                 event = NewEvent(type="Tick", data=b'{"n": %d}' % n)
                 try:
-                    client.append_to_stream(stream, current_version=StreamState.ANY, events=[event])
+                    # A deadline: once the server is gone, the client waits for it to come
+                    # back (a call that never ends would keep the test run alive).
+                    client.append_to_stream(
+                        stream, current_version=StreamState.ANY, events=[event], timeout=10
+                    )
                 except KurrentDBClientError:
                     return  # the server is going away: this one was not acknowledged
                 ids.append(event.id)
@@ -182,15 +186,17 @@ def test_sigterm_keeps_every_acknowledged_append(
         finally:
             client.close()
 
-    threads = [threading.Thread(target=writer, args=(f"w-{i}",)) for i in range(8)]
+    threads = [threading.Thread(target=writer, args=(f"w-{i}",), daemon=True) for i in range(8)]
     for thread in threads:
         thread.start()
     first_round.wait(30)  # every writer has had an append acknowledged
     time.sleep(0.2)  # and more are in flight (not synchronisation: load before the signal)
     proc.process.send_signal(signal.SIGTERM)
     assert proc.wait_exit(timeout=60) == 0, proc.stderr
+    deadline = time.monotonic() + 30
     for thread in threads:
-        thread.join(60)
+        thread.join(max(deadline - time.monotonic(), 0))
+    assert not [thread for thread in threads if thread.is_alive()], "a writer never returned"
     assert sum(len(ids) for ids in acknowledged.values()) >= 8
     for stream, ids in acknowledged.items():
         stored = _stored_ids(url, stream)
