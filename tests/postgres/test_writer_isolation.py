@@ -100,3 +100,27 @@ async def test_append_committed_while_sequencer_is_held_returns_without_position
         events = await store.read_stream_forward("s")
         assert [e.stream_version for e in events] == [1, 2]
         assert [e.position for e in events] == [1, 2]
+
+
+def test_writer_runs_a_batch_again_only_when_the_server_refused_it() -> None:
+    from asyncpg import exceptions
+
+    from evstore.backends.postgres.writer import refused
+
+    # The statement was refused and rolled back: running each append again is safe.
+    for error in (
+        exceptions.UniqueViolationError("duplicate key"),
+        exceptions.LockNotAvailableError("lock timeout"),
+        exceptions.CharacterNotInRepertoireError("bad text"),
+        exceptions.QueryCanceledError("canceling statement"),
+    ):
+        assert refused(error), error
+    # The connection ended under it: it may have committed, so it is not run again (the
+    # appends would meet their own stored ids and be reported as duplicates).
+    for error in (
+        exceptions.ConnectionDoesNotExistError("connection was closed"),
+        exceptions.ConnectionFailureError("connection failure"),
+        exceptions.AdminShutdownError("terminating connection"),
+        exceptions.CrashShutdownError("server crash"),
+    ):
+        assert not refused(error), error

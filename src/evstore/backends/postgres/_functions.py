@@ -44,16 +44,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BATCH_LOCK_TIMEOUT", "FUNCTION_NAMES", "create_functions", "pending_condition"]
 
-FUNCTION_NAMES = (
-    "evstore_write",
-    "evstore_append",
-    "evstore_link",
-    "evstore_sequence",
-    "evstore_number_pending",
-    "evstore_expectation_holds",
-)
-"""The current functions, by name (each name is one function)."""
-
 SEQUENCER_LOCK_WAIT = "20ms"
 """How long a batch waits for a busy sequencer lock before it stores its events without
 positions (see ``evstore_write``). The holder is usually another process's batch in its
@@ -70,14 +60,7 @@ waits, in the writer's slow lane)."""
 
 def create_functions(sql: Sql) -> list[str]:
     """``CREATE OR REPLACE`` statements for every function, dependencies first."""
-    return [
-        _expectation_function(sql),
-        _number_pending_function(sql),
-        _write_function(sql),
-        _append_function(sql),
-        _link_function(sql),
-        _sequence_function(sql),
-    ]
+    return [build(sql) for build in _BUILDERS.values()]
 
 
 def _expectation_function(sql: Sql) -> str:
@@ -724,3 +707,17 @@ def _sequence_function(sql: Sql) -> str:
                 ORDER BY w.n);
         END
         $fn$"""
+
+
+_BUILDERS = {
+    "evstore_expectation_holds": _expectation_function,
+    "evstore_number_pending": _number_pending_function,
+    "evstore_write": _write_function,
+    "evstore_append": _append_function,
+    "evstore_link": _link_function,
+    "evstore_sequence": _sequence_function,
+}
+"""Every function, by name, in the order they are created (dependencies first)."""
+
+FUNCTION_NAMES = tuple(_BUILDERS)
+"""The current functions, by name (each name is one function)."""

@@ -125,7 +125,7 @@ class GroupCommitWriter:
         self.batches = 0
         """Transactions committed (for tests and metrics)."""
         self.appends = 0
-        """Appends committed in them."""
+        """Appends settled in them (written, or refused on their own)."""
         self.fallbacks = 0
         """Batches ``evstore_write`` refused, run append by append instead."""
 
@@ -200,7 +200,10 @@ class GroupCommitWriter:
         except asyncio.CancelledError:
             self._stopped(ordered)
             raise
-        except asyncpg.PostgresError:
+        except asyncpg.PostgresError as exc:
+            if not refused(exc):
+                self._fail(ordered, exc, "writing")
+                return []
             # The server refused the statement, so its transaction rolled back: nothing of
             # the batch is stored, and each append can be run again on its own terms.
             self.fallbacks += 1
@@ -316,6 +319,19 @@ class GroupCommitWriter:
         for request in requests:
             if not request.future.done():
                 request.future.set_exception(error)
+
+
+_UNKNOWN_OUTCOME_STATES = ("08", "57P")
+"""SQLSTATE prefixes of failures that end the connection (connection exceptions; the
+server shutting down or crashing): the statement may have committed before it."""
+
+
+def refused(exc: asyncpg.PostgresError) -> bool:
+    """Whether the server refused the statement (so it rolled back and wrote nothing),
+    rather than the connection ending under it (outcome unknown: running the appends again
+    would report ids the lost statement stored as duplicates)."""
+    state = getattr(exc, "sqlstate", None) or ""
+    return not state.startswith(_UNKNOWN_OUTCOME_STATES)
 
 
 def _batch_arguments(ordered: list[AppendRequest]) -> tuple[list[Any] | None, ...]:
