@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from evstore._tasks import retrieve
 from evstore._types import ALL_STREAM, RecordedEvent
 from evstore.backends.base import ParkedEntry, StorageBackend, SubscriptionLock
 from evstore.errors import (
@@ -350,7 +351,7 @@ class PersistentEngine:
                 self._retry(taken, "nack retry") if action == "retry" else self._park(taken, "nack")
             )
             settling = asyncio.ensure_future(self._settle(work, taken))
-            settling.add_done_callback(_retrieve)
+            settling.add_done_callback(retrieve)
             await asyncio.shield(settling)
             return
         if action == "skip":
@@ -858,12 +859,6 @@ class PersistentEngine:
             consumer.inbox.close(self.error)
         self.consumers.clear()
         self._on_stopped(self)
-
-
-def _retrieve(task: asyncio.Future[None]) -> None:
-    """Mark a background task's failure as seen (its caller got it, or was cancelled)."""
-    if not task.cancelled():
-        task.exception()
 
 
 def _correlation(event: RecordedEvent) -> Any:

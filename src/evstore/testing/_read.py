@@ -5,6 +5,7 @@ Reference behaviours: 20-34 (34 lives in ``_append``: ids left out stay ``None``
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import pytest
@@ -236,3 +237,31 @@ class ReadTests(SuiteBase):
         # The iterator reads lazily by batches: the third event, appended before the second
         # batch was read, is included.
         assert numbers(seen) == [1, 2, 3]
+
+    async def test_read_iterator_sees_events_appended_after_a_page_read_ahead(
+        self, store: AsyncEventStore
+    ) -> None:
+        await append_events(store, "s1", 4)
+        iterator = store.stream_all_forward(batch_size=2)
+        # Handing out the first full page starts the read of the second; the third page
+        # (empty when it would have been read ahead) is read when it is asked for.
+        seen = [await anext(iterator) for _ in range(3)]
+        await append_events(store, "s1", 2, first=5)
+        seen += [event async for event in iterator]
+
+        assert numbers(seen) == [1, 2, 3, 4, 5, 6]
+
+    async def test_read_iterators_abandoned_mid_way_release_what_they_hold(
+        self, store: AsyncEventStore
+    ) -> None:
+        await append_events(store, "s1", 10)
+        # More abandoned iterators than any pool has connections: each one's page read
+        # ahead must be cancelled or finish without keeping a connection.
+        for _ in range(40):
+            iterator = store.stream_forward("s1", batch_size=3)
+            assert (await anext(iterator)).event_number == 1
+            await iterator.aclose()  # type: ignore[attr-defined]
+        async with asyncio.timeout(10):
+            assert numbers(await collect(store.stream_all_forward(batch_size=3))) == list(
+                range(1, 11)
+            )
