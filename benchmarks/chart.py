@@ -33,6 +33,7 @@ STYLES = {
     "eventsourcing": {"color": "tab:orange", "marker": "s"},
     "raw unnest": {"color": "tab:gray", "marker": "^", "linestyle": "--"},
     "raw copy": {"color": "tab:gray", "marker": "v", "linestyle": ":"},
+    "raw unnest + ids": {"color": "tab:green", "marker": "^", "linestyle": "-."},
     "raw sqlite3": {"color": "tab:gray", "marker": "^", "linestyle": "--"},
 }
 

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import asyncpg
 import pytest
 from click.testing import CliRunner
 
@@ -20,6 +21,7 @@ from evstore.bench._targets import check_targets
 from evstore.bench._timing import percentile, run_thread_load
 from evstore.bench.main import main
 from evstore.bench.runner import parse_workloads
+from evstore.bench.systems.raw_pg import RawPostgresTarget
 from evstore.bench.systems.raw_sqlite import FifoLock
 from evstore.cli import cli
 
@@ -94,6 +96,53 @@ def test_targets_compare_cells_of_the_same_concurrency() -> None:
     evstore_row = next(row for row in table.rows if row[0] == "evstore")
     assert evstore_row[-2:] == ["12.0x", "50%"]  # the limit is the faster raw variant
     assert "| evstore | 50 |" in render(table, markdown=True)
+
+
+def test_a_reference_is_listed_but_enters_no_ratio() -> None:
+    run = Run(
+        cells=[
+            _cell("evstore", "subject", "W1", 1, 50_000),
+            _cell("eventsourcing", "peer", "W1", 1, 25_000),
+            _cell("raw unnest", "limit", "W1", 1, 100_000),
+            _cell("raw unnest + ids", "reference", "W1", 1, 400_000),
+        ]
+    )
+    checks = {check.target: check for check in check_targets(run)}
+    assert checks["PG W1, 1 writer: >= 50 % of raw"].measured == "50%"
+    table = next(t for t in run_tables(run) if t.title.startswith("W1"))
+    assert [row[0] for row in table.rows] == [
+        "evstore",
+        "eventsourcing",
+        "raw unnest",
+        "raw unnest + ids",
+    ]
+    assert table.rows[-1][-2:] == ["", ""]
+
+
+async def test_raw_reference_stores_a_unique_event_id_per_event(postgres_url: str) -> None:
+    target = RawPostgresTarget(
+        postgres_url, "bench_ref", method="unnest", pool_size=2, event_ids=True
+    )
+    await target.open()
+    try:
+        append = target.appender(100)
+        await append()
+        await append()
+    finally:
+        await target.close()
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        rows = await conn.fetchval("SELECT count(DISTINCT event_id) FROM bench_ref.events")
+        assert rows == 200
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute(
+                "INSERT INTO bench_ref.events"
+                " (stream_id, version, type, data, created_at, event_id)"
+                " SELECT 'other', 1, 'E', ''::bytea, now(), event_id"
+                " FROM bench_ref.events LIMIT 1"
+            )
+    finally:
+        await conn.close()
 
 
 def test_unknown_workloads_are_refused() -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from evstore.bench._results import Cell, Run
 from evstore.bench._targets import check_targets, limit_of, peer_of
 from evstore.bench._workloads import WORKLOADS
+from evstore.bench.systems._base import ROLES
 
 __all__ = ["Table", "render", "run_tables"]
 
@@ -42,7 +43,7 @@ def _load_table(run: Run, backend: str, workload: str) -> Table | None:
     cells = [c for c in run.cells if (c.backend, c.workload) == (backend, workload)]
     if not cells:
         return None
-    cells.sort(key=lambda c: (c.concurrency, ("subject", "peer", "limit").index(c.role)))
+    cells.sort(key=lambda c: (c.concurrency, ROLES.index(c.role)))
     title = f"{workload} {WORKLOADS[workload]} ({BACKEND_NAMES[backend]})"
     if workload == "W3":
         title += f": {run.meta.get('settings', {}).get('processes', '?')} processes"
@@ -68,7 +69,7 @@ def _scan_table(run: Run, backend: str) -> Table | None:
     cells = [c for c in run.cells if (c.backend, c.workload) == (backend, "W5")]
     if not cells:
         return None
-    cells.sort(key=lambda c: ("subject", "peer", "limit").index(c.role))
+    cells.sort(key=lambda c: ROLES.index(c.role))
     rows = [
         [c.system, f"{c.ops * c.events_per_op:,}", _number(c.events_per_s), *_ratios(run, c)]
         for c in cells
@@ -98,7 +99,7 @@ def _latency_table(run: Run, backend: str) -> Table | None:
     top = max(c.concurrency for c in cells)
     rows = [
         [c.system, str(c.concurrency), _number(c.p50_ms, 2), _number(c.p99_ms, 2)]
-        for c in sorted(cells, key=lambda c: ("subject", "peer", "limit").index(c.role))
+        for c in sorted(cells, key=lambda c: ROLES.index(c.role))
         if c.concurrency == top
     ]
     title = f"W6 append latency under W2 with {top} writers ({BACKEND_NAMES[backend]})"

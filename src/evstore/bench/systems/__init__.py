@@ -30,9 +30,10 @@ class TargetSpec:
     """Which system, where: a PostgreSQL database URL and schema, or a SQLite file path.
 
     ``system`` is ``evstore``, ``eventsourcing``, ``raw unnest``, ``raw copy`` (PostgreSQL)
-    or ``raw sqlite3``. ``pool_size`` 0 keeps the system's default pool. ``create`` False:
-    the tables exist (made by another process), do not run DDL — concurrent ``CREATE OR
-    REPLACE`` from several processes fails with "tuple concurrently updated".
+    or ``raw sqlite3``; ``raw unnest + ids`` (PostgreSQL) is a reference, see ``raw_pg``.
+    ``pool_size`` 0 keeps the system's default pool. ``create`` False: the tables exist
+    (made by another process), do not run DDL — concurrent ``CREATE OR REPLACE`` from
+    several processes fails with "tuple concurrently updated".
     """
 
     system: str
@@ -70,7 +71,7 @@ def make_target(spec: TargetSpec) -> Target:
         from evstore.bench.systems.eventsourcing_sqlite import EventsourcingSqliteTarget
 
         return EventsourcingSqliteTarget(spec.location)
-    if spec.system in ("raw unnest", "raw copy"):
+    if spec.system in ("raw unnest", "raw copy", "raw unnest + ids"):
         from evstore.bench.systems.raw_pg import RawPostgresTarget
 
         return RawPostgresTarget(
@@ -79,6 +80,7 @@ def make_target(spec: TargetSpec) -> Target:
             method="copy" if spec.system == "raw copy" else "unnest",
             pool_size=spec.pool_size or 10,
             create=spec.create,
+            event_ids=spec.system == "raw unnest + ids",
         )
     if spec.system == "raw sqlite3":
         from evstore.bench.systems.raw_sqlite import RawSqliteTarget

@@ -8,20 +8,24 @@ from typing import Literal
 
 from evstore.bench._timing import AsyncOperation, SyncOperation
 
-__all__ = ["AsyncTarget", "Backend", "Target", "ThreadTarget"]
+__all__ = ["ROLES", "AsyncTarget", "Backend", "Role", "Target", "ThreadTarget"]
 
 Backend = Literal["postgres", "sqlite"]
+Role = Literal["subject", "peer", "limit", "reference"]
+ROLES: tuple[Role, ...] = ("subject", "peer", "limit", "reference")
+"""The roles in the order the tables list them."""
 
 
 class Target(ABC):
     """One system, opened on one scratch location (a PostgreSQL schema or a SQLite file).
 
     ``label`` names it in the tables (``evstore``, ``eventsourcing``, ``raw unnest``…);
-    ``role`` says how it is compared: ``subject`` (evstore), ``peer`` or ``limit`` (raw).
+    ``role`` says how it is compared: ``subject`` (evstore), ``peer`` or ``limit`` (raw);
+    a ``reference`` is shown beside them and enters no ratio.
     """
 
     label: str = ""
-    role: Literal["subject", "peer", "limit"] = "subject"
+    role: Role = "subject"
 
     @abstractmethod
     async def open(self) -> None:

@@ -5,6 +5,11 @@ evstore stores it by default), ``created_at`` — with the unique (stream, versi
 optimistic concurrency needs and nothing else: no event ids, no stream table, no ordering
 guarantee for ``$all`` readers. Each append is one statement, so one transaction: either a
 multi-row ``INSERT … SELECT FROM unnest(…)`` or, separately, ``COPY``.
+
+``raw unnest + ids`` is a reference beside the limit, not the limit: the same table and
+statement with one more column, a unique random (version 4) event id per event, generated
+the fastest way evstore knows. Every event store that refuses a repeated event id keeps
+such a key; the reference shows, in the same run, what that key alone costs the database.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from typing import Any, Literal
 
 import asyncpg
 
+from evstore._ids import new_uuid4
 from evstore.bench._data import EVENT_TYPE, PAYLOAD_BYTES, new_stream_id
 from evstore.bench._timing import AsyncOperation
-from evstore.bench.systems._base import AsyncTarget
+from evstore.bench.systems._base import AsyncTarget, Role
 
 __all__ = ["RawPostgresTarget"]
 
@@ -28,7 +34,7 @@ FILL_CHUNK = 10_000
 class RawPostgresTarget(AsyncTarget):
     """Bare asyncpg on a table ``<schema>.events``; one pool connection per worker."""
 
-    role = "limit"
+    role: Role = "limit"
 
     def __init__(
         self,
@@ -38,17 +44,27 @@ class RawPostgresTarget(AsyncTarget):
         method: Literal["unnest", "copy"],
         pool_size: int,
         create: bool = True,
+        event_ids: bool = False,
     ) -> None:
+        if event_ids and method != "unnest":
+            raise ValueError("event ids are measured with the unnest method only")
         self.url = url
         self.schema = schema
         self.method = method
-        self.label = f"raw {method}"
+        self.event_ids = event_ids
+        self.label = f"raw {method}" + (" + ids" if event_ids else "")
+        if event_ids:
+            self.role = "reference"
         self.pool_size = pool_size
         self.create = create
         self._pool: Any = None
         table = f'"{schema}".events'
         self._insert = (
-            f"INSERT INTO {table} ({', '.join(COLUMNS)}) "
+            f"INSERT INTO {table} ({', '.join(COLUMNS)}, event_id) "
+            "SELECT $1, v, t, d, $2, e "
+            "FROM unnest($3::bigint[], $4::text[], $5::bytea[], $6::uuid[]) AS u(v, t, d, e)"
+            if event_ids
+            else f"INSERT INTO {table} ({', '.join(COLUMNS)}) "
             "SELECT $1, v, t, d, $2 "
             "FROM unnest($3::bigint[], $4::text[], $5::bytea[]) AS u(v, t, d)"
         )
@@ -80,11 +96,20 @@ class RawPostgresTarget(AsyncTarget):
                     data bytea NOT NULL,
                     created_at timestamptz NOT NULL,
                     UNIQUE (stream_id, version)
-                )
+                );
+                {self._event_id_column()}
                 """
             )
         finally:
             await conn.close()
+
+    def _event_id_column(self) -> str:
+        if not self.event_ids:
+            return ""
+        return (
+            f'ALTER TABLE "{self.schema}".events ADD COLUMN IF NOT EXISTS '
+            "event_id uuid NOT NULL UNIQUE;"
+        )
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -95,6 +120,7 @@ class RawPostgresTarget(AsyncTarget):
         now = datetime.now(UTC)
         versions = list(range(first, first + count))
         if self.method == "unnest":
+            ids = [[new_uuid4() for _ in range(count)]] if self.event_ids else []
             await conn.execute(
                 self._insert,
                 stream,
@@ -102,6 +128,7 @@ class RawPostgresTarget(AsyncTarget):
                 versions,
                 [EVENT_TYPE] * count,
                 [PAYLOAD_BYTES] * count,
+                *ids,
             )
         else:
             await conn.copy_records_to_table(
