@@ -525,7 +525,8 @@ class AsyncEventStore(SubscriptionMethods):
         #
         # The iterator still sees events appended while it runs: it ends only on a short
         # page read when the caller asked for it. A short page read ahead is handed out and
-        # followed by one more read, made then.
+        # followed by one more read, made then. Likewise only a read made when asked can
+        # fail the iterator: a failed read ahead is made again.
         step = 1 if forward else -1
 
         def read(first: int) -> Awaitable[list[EventRow]]:
@@ -539,8 +540,14 @@ class AsyncEventStore(SubscriptionMethods):
                     if ahead is None:
                         rows, fresh = await read(next_start), True
                     else:
-                        rows, fresh = await ahead, False
-                        ahead = None
+                        guess, ahead = ahead, None
+                        try:
+                            rows, fresh = await guess, False
+                        except Exception:
+                            # A read ahead is a guess made early: it may have timed out or
+                            # failed while the caller was busy. The caller gets the outcome
+                            # of the read made when it asked, as without the read-ahead.
+                            rows, fresh = await read(next_start), True
                     if rows:
                         # After the last event number, so hard-delete gaps are skipped.
                         next_start = rows[-1][0] + step
