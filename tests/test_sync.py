@@ -6,7 +6,9 @@ and comparing every result and error; reads by asking both APIs about one databa
 
 from __future__ import annotations
 
+import gc
 import importlib.util
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -250,6 +252,24 @@ def test_sync_stream_iterator_left_early_keeps_store_usable(databases: Databases
         iterator.close()  # type: ignore[attr-defined]
 
         assert [e.event_number for e in store.read_stream_forward("s", 4)] == [4, 5]
+
+
+def test_sync_store_closed_under_an_open_iterator_reports_nothing(
+    databases: Databases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    store = EventStore(databases.new())
+    store.open()
+    store.append_to_stream("s", 0, _events(1, 20))
+    iterator = store.stream_forward("s", batch_size=4)
+    assert [next(iterator).event_number for _ in range(2)] == [1, 2]  # one page read ahead
+    store.close()
+
+    del iterator
+    gc.collect()
+
+    assert [hook.exc_value for hook in unraisable] == []
 
 
 def test_sync_close_is_idempotent(databases: Databases) -> None:

@@ -8,6 +8,7 @@ serialisation, one ``created_at`` per append, timeouts, and turning stored rows 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
@@ -72,6 +73,9 @@ _loads = orjson.loads
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 """Payload types stored as given (not serialised)."""
 
+_HEAD_SHARE = 8
+"""Iterators hand out the first 1/8 of a full page before reading the next one ahead."""
+
 SORT_BY: tuple[SortBy, ...] = ("created_at", "stream_id", "stream_version", "deleted_at", "status")
 SORT_DIR: tuple[SortDir, ...] = ("asc", "desc")
 
@@ -106,6 +110,9 @@ class AsyncEventStore(SubscriptionMethods):
         self._backend: StorageBackend = make_backend(self._config)
         self._serializer: Serializer = self._config.serializer
         self._opened = False
+        # Stream writes made through this store, finished or not: an iterator drops a page
+        # it read ahead of one (see _stream).
+        self._writes = 0
         self._subscriptions = SubscriptionRegistry(
             self._backend, self._read_forward, self._stream_version
         )
@@ -212,6 +219,12 @@ class AsyncEventStore(SubscriptionMethods):
             raise EventStoreTimeoutError(
                 f"the operation did not finish within {timeout} s"
             ) from exc
+
+    async def _run_write(self, operation: Awaitable[T], *, timed: bool = True) -> T:
+        try:
+            return await self._run(operation, timed=timed)
+        finally:
+            self._writes += 1
 
     # -- serialisation ---------------------------------------------------------------
 
@@ -375,7 +388,7 @@ class AsyncEventStore(SubscriptionMethods):
             raise InvalidArgumentError("created_at must be timezone-aware", argument="created_at")
         else:
             created_at = created_at.astimezone(UTC)
-        return await self._run(
+        return await self._run_write(
             self._backend.append(stream_id, expected, new_events, created_at, conn=conn),
             timed=not self._backend.times_appends,
         )
@@ -413,7 +426,7 @@ class AsyncEventStore(SubscriptionMethods):
             else coerce_uuid(item, f"events_or_event_ids[{index}]")
             for index, item in enumerate(events_or_event_ids)
         ]
-        return await self._run(self._backend.link(stream_id, expected, event_ids, conn=conn))
+        return await self._run_write(self._backend.link(stream_id, expected, event_ids, conn=conn))
 
     async def delete_stream(
         self,
@@ -438,7 +451,9 @@ class AsyncEventStore(SubscriptionMethods):
         expected = check_expected_version_arg(expected_version)
         if not isinstance(hard, bool):
             raise InvalidArgumentTypeError("hard must be a bool", argument="hard")
-        await self._run(self._backend.delete_stream(stream_id, expected, hard=hard, conn=conn))
+        await self._run_write(
+            self._backend.delete_stream(stream_id, expected, hard=hard, conn=conn)
+        )
 
     # -- reading ---------------------------------------------------------------------
 
@@ -513,20 +528,25 @@ class AsyncEventStore(SubscriptionMethods):
     def _stream(
         self, stream_id: str, start: int, batch_size: int, *, forward: bool
     ) -> AsyncIterator[RecordedEvent]:
-        # Read-ahead: as soon as a full page's rows are in, the next page's query is sent,
-        # and only then is this page decoded and handed out. The database (another process,
-        # often another core) works on page n + 1 while this process builds the events of
-        # page n, so a long read costs about the larger of the two instead of their sum.
-        # The one ``sleep(0)`` lets the new task run up to its first real wait, which is
-        # after the query has been written to the socket: a caller that consumes a page
-        # without awaiting anything would otherwise keep the query from being sent at all.
-        # At most one query is ahead, so memory stays bounded by two pages, and the pool
-        # sees no more than one connection per iterator at a time.
+        # Read-ahead: once the caller goes on past the first events of a full page, the
+        # next page's query is sent, and only then is the rest of this page decoded and
+        # handed out. The database (another process, often another core) works on page
+        # n + 1 while this process builds the events of page n, so a long read costs about
+        # the larger of the two instead of their sum; a caller that takes only the first
+        # events (the latest one, say) and stops costs no read ahead at all. The one
+        # ``sleep(0)`` lets the new task run up to its first real wait, which is after the
+        # query has been written to the socket: a caller that consumes a page without
+        # awaiting anything would otherwise keep the query from being sent at all. At most
+        # one query is ahead, so memory stays bounded by two pages, and the pool sees no
+        # more than one connection per iterator at a time.
         #
-        # The iterator still sees events appended while it runs: it ends only on a short
-        # page read when the caller asked for it. A short page read ahead is handed out and
-        # followed by one more read, made then. Likewise only a read made when asked can
-        # fail the iterator: a failed read ahead is made again.
+        # A page read ahead is a guess made early, and the iterator behaves as if every
+        # page were read when the caller asks for it. The guess is dropped and the page
+        # read again when it failed (it may have timed out while the caller was busy) or
+        # when this store wrote to a stream meanwhile (a caller deleting the stream, or
+        # setting its metadata, inside the loop sees the effect on the next page). The
+        # iterator ends only on a short page read when asked, so it still sees events
+        # appended while it runs.
         step = 1 if forward else -1
 
         def read(first: int) -> Awaitable[list[EventRow]]:
@@ -535,28 +555,34 @@ class AsyncEventStore(SubscriptionMethods):
         async def pages() -> AsyncIterator[RecordedEvent]:
             next_start = start
             ahead: asyncio.Task[list[EventRow]] | None = None
+            writes = 0
             try:
                 while True:
-                    if ahead is None:
-                        rows, fresh = await read(next_start), True
-                    else:
+                    rows: list[EventRow] | None = None
+                    fresh = False
+                    if ahead is not None:
                         guess, ahead = ahead, None
-                        try:
-                            rows, fresh = await guess, False
-                        except Exception:
-                            # A read ahead is a guess made early: it may have timed out or
-                            # failed while the caller was busy. The caller gets the outcome
-                            # of the read made when it asked, as without the read-ahead.
-                            rows, fresh = await read(next_start), True
+                        if self._writes == writes:
+                            with contextlib.suppress(Exception):
+                                rows = await guess
+                        else:
+                            abandon(guess)
+                    if rows is None:
+                        rows, fresh = await read(next_start), True
                     if rows:
                         # After the last event number, so hard-delete gaps are skipped.
                         next_start = rows[-1][0] + step
-                    if len(rows) == batch_size and next_start >= 1:
+                    more = len(rows) == batch_size and next_start >= 1
+                    head = max(1, len(rows) // _HEAD_SHARE)
+                    for event in self._decode(rows[:head]):
+                        yield event
+                    if more and head < len(rows):
+                        writes = self._writes
                         ahead = asyncio.ensure_future(read(next_start))
                         await asyncio.sleep(0)
-                    for event in self._decode(rows):
+                    for event in self._decode(rows[head:]):
                         yield event
-                    if ahead is None and (fresh or next_start < 1):
+                    if not more and (fresh or next_start < 1):
                         return
             finally:
                 if ahead is not None:
@@ -711,7 +737,7 @@ class AsyncEventStore(SubscriptionMethods):
             None,
             None,
         )
-        return await self._run(
+        return await self._run_write(
             self._backend.append(
                 metadata_stream_of(stream_id), expected, [event], datetime.now(UTC)
             ),

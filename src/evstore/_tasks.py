@@ -17,5 +17,9 @@ def retrieve(task: asyncio.Future[Any]) -> None:
 
 def abandon(task: asyncio.Future[Any]) -> None:
     """Cancel a task whose result will not be used, and drop whatever it ends with."""
+    if task.get_loop().is_closed():
+        # Nothing runs there any more (an iterator collected after its store's loop
+        # closed): the task will never end, and there is nothing to cancel it with.
+        return
     task.cancel()
     task.add_done_callback(retrieve)

@@ -47,7 +47,8 @@ async def test_a_read_ahead_that_times_out_while_the_caller_is_busy_is_made_agai
         backend.read_all = locking_read_all
         try:
             iterator = store.stream_all_forward(batch_size=100)
-            seen = [(await anext(iterator)).event_number]
+            # Past the first 1/8 of the page: the second page is read ahead now.
+            seen = [(await anext(iterator)).event_number for _ in range(20)]
             await _lock_waiters_become(raw_conn, 1)  # the read ahead waits for the lock
             await _lock_waiters_become(raw_conn, 0)  # its 0.5 s are up: it gave up
             await lock.rollback()
@@ -61,3 +62,29 @@ async def test_a_read_ahead_that_times_out_while_the_caller_is_busy_is_made_agai
     assert seen == list(range(1, 201))
     # Page 1, the failed guess at page 2, page 2 again, page 3 ahead (empty), page 3 again.
     assert calls == 5
+
+
+async def test_a_caller_that_takes_the_first_events_and_stops_reads_one_page(
+    postgres_url: str,
+) -> None:
+    async with AsyncEventStore(postgres_url) as store:
+        await store.append_to_stream(
+            "s", ANY_VERSION, [EventData("E", {"i": i}) for i in range(2000)]
+        )
+        backend: Any = store._backend
+        read_stream, calls = backend.read_stream, 0
+
+        async def counting_read_stream(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return await read_stream(*args, **kwargs)
+
+        backend.read_stream = counting_read_stream
+        try:
+            for _ in range(20):
+                latest = store.stream_backward("s")  # pages of 1,000
+                assert (await anext(latest)).event_number == 2000
+                await latest.aclose()  # type: ignore[attr-defined]
+        finally:
+            backend.read_stream = read_stream
+    assert calls == 20  # no page read ahead, none cancelled

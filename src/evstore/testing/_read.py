@@ -13,6 +13,7 @@ import pytest
 from evstore import (
     AsyncEventStore,
     RecordedEvent,
+    StreamDeletedError,
     StreamNotFoundError,
 )
 from evstore.testing._support import (
@@ -259,9 +260,24 @@ class ReadTests(SuiteBase):
         # ahead must be cancelled or finish without keeping a connection.
         for _ in range(40):
             iterator = store.stream_forward("s1", batch_size=3)
-            assert (await anext(iterator)).event_number == 1
+            # Past the first event of the page: the next page is being read ahead.
+            assert [(await anext(iterator)).event_number for _ in range(2)] == [1, 2]
             await iterator.aclose()  # type: ignore[attr-defined]
         async with asyncio.timeout(10):
             assert numbers(await collect(store.stream_all_forward(batch_size=3))) == list(
                 range(1, 11)
             )
+
+    async def test_read_iterator_sees_its_callers_delete_on_the_next_page(
+        self, hard_store: AsyncEventStore
+    ) -> None:
+        for hard, stream in ((False, "soft"), (True, "hard")):
+            await append_events(hard_store, stream, 6)
+            seen: list[int] = []
+            # A page read ahead of the delete must not be handed out after it.
+            with pytest.raises((StreamDeletedError, StreamNotFoundError)):
+                async for event in hard_store.stream_forward(stream, batch_size=2):
+                    seen.append(event.event_number)
+                    if event.event_number == 2:
+                        await hard_store.delete_stream(stream, 6, hard=hard)
+            assert seen == [1, 2], stream
