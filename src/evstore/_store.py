@@ -8,10 +8,9 @@ serialisation, one ``created_at`` per append, timeouts, and turning stored rows 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -54,7 +53,7 @@ from evstore.backends.base import (
     StorageBackend,
     StoredSnapshot,
 )
-from evstore.backends.rules import METADATA_EVENT_TYPE, metadata_stream_of
+from evstore.backends.rules import METADATA_EVENT_TYPE, is_metadata_stream, metadata_stream_of
 from evstore.errors import (
     EventStoreTimeoutError,
     InvalidArgumentError,
@@ -110,9 +109,10 @@ class AsyncEventStore(SubscriptionMethods):
         self._backend: StorageBackend = make_backend(self._config)
         self._serializer: Serializer = self._config.serializer
         self._opened = False
-        # Stream writes made through this store, finished or not: an iterator drops a page
-        # it read ahead of one (see _stream).
-        self._writes = 0
+        # Writes through this store that can change what a page already read shows
+        # (deletes, stream metadata), finished or not: an iterator drops a page it read
+        # ahead of one (see _stream). Appends and links only add after what was read.
+        self._reshapes = 0
         self._subscriptions = SubscriptionRegistry(
             self._backend, self._read_forward, self._stream_version
         )
@@ -220,11 +220,12 @@ class AsyncEventStore(SubscriptionMethods):
                 f"the operation did not finish within {timeout} s"
             ) from exc
 
-    async def _run_write(self, operation: Awaitable[T], *, timed: bool = True) -> T:
+    async def _run_reshaping(self, operation: Awaitable[T], *, timed: bool = True) -> T:
+        """``_run`` for a write that can change pages already read (see ``_reshapes``)."""
         try:
             return await self._run(operation, timed=timed)
         finally:
-            self._writes += 1
+            self._reshapes += 1
 
     # -- serialisation ---------------------------------------------------------------
 
@@ -388,7 +389,9 @@ class AsyncEventStore(SubscriptionMethods):
             raise InvalidArgumentError("created_at must be timezone-aware", argument="created_at")
         else:
             created_at = created_at.astimezone(UTC)
-        return await self._run_write(
+        # An append of its own to a metadata stream sets that stream's metadata.
+        run = self._run_reshaping if is_metadata_stream(stream_id) else self._run
+        return await run(
             self._backend.append(stream_id, expected, new_events, created_at, conn=conn),
             timed=not self._backend.times_appends,
         )
@@ -426,7 +429,7 @@ class AsyncEventStore(SubscriptionMethods):
             else coerce_uuid(item, f"events_or_event_ids[{index}]")
             for index, item in enumerate(events_or_event_ids)
         ]
-        return await self._run_write(self._backend.link(stream_id, expected, event_ids, conn=conn))
+        return await self._run(self._backend.link(stream_id, expected, event_ids, conn=conn))
 
     async def delete_stream(
         self,
@@ -451,7 +454,7 @@ class AsyncEventStore(SubscriptionMethods):
         expected = check_expected_version_arg(expected_version)
         if not isinstance(hard, bool):
             raise InvalidArgumentTypeError("hard must be a bool", argument="hard")
-        await self._run_write(
+        await self._run_reshaping(
             self._backend.delete_stream(stream_id, expected, hard=hard, conn=conn)
         )
 
@@ -543,10 +546,10 @@ class AsyncEventStore(SubscriptionMethods):
         # A page read ahead is a guess made early, and the iterator behaves as if every
         # page were read when the caller asks for it. The guess is dropped and the page
         # read again when it failed (it may have timed out while the caller was busy) or
-        # when this store wrote to a stream meanwhile (a caller deleting the stream, or
-        # setting its metadata, inside the loop sees the effect on the next page). The
-        # iterator ends only on a short page read when asked, so it still sees events
-        # appended while it runs.
+        # when this store deleted a stream or set stream metadata meanwhile (a caller doing
+        # so inside the loop sees the effect on the next page); appends, which only add
+        # after what was read, keep it. The iterator ends only on a short page read when
+        # asked, so it still sees events appended while it runs.
         step = 1 if forward else -1
 
         def read(first: int) -> Awaitable[list[EventRow]]:
@@ -555,20 +558,20 @@ class AsyncEventStore(SubscriptionMethods):
         async def pages() -> AsyncIterator[RecordedEvent]:
             next_start = start
             ahead: asyncio.Task[list[EventRow]] | None = None
-            writes = 0
+            reshapes = 0  # self._reshapes when the page ahead was asked for
             try:
                 while True:
                     rows: list[EventRow] | None = None
-                    fresh = False
                     if ahead is not None:
                         guess, ahead = ahead, None
-                        if self._writes == writes:
-                            with contextlib.suppress(Exception):
+                        if self._reshapes == reshapes:
+                            with suppress(Exception):
                                 rows = await guess
                         else:
                             abandon(guess)
+                    fresh = rows is None
                     if rows is None:
-                        rows, fresh = await read(next_start), True
+                        rows = await read(next_start)
                     if rows:
                         # After the last event number, so hard-delete gaps are skipped.
                         next_start = rows[-1][0] + step
@@ -577,7 +580,7 @@ class AsyncEventStore(SubscriptionMethods):
                     for event in self._decode(rows[:head]):
                         yield event
                     if more and head < len(rows):
-                        writes = self._writes
+                        reshapes = self._reshapes
                         ahead = asyncio.ensure_future(read(next_start))
                         await asyncio.sleep(0)
                     for event in self._decode(rows[head:]):
@@ -737,7 +740,7 @@ class AsyncEventStore(SubscriptionMethods):
             None,
             None,
         )
-        return await self._run_write(
+        return await self._run_reshaping(
             self._backend.append(
                 metadata_stream_of(stream_id), expected, [event], datetime.now(UTC)
             ),

@@ -244,9 +244,9 @@ class ReadTests(SuiteBase):
     ) -> None:
         await append_events(store, "s1", 4)
         iterator = store.stream_all_forward(batch_size=2)
-        # Handing out the first full page starts the read of the second; the third page
-        # (empty when it would have been read ahead) is read when it is asked for.
-        seen = [await anext(iterator) for _ in range(3)]
+        # Going past the first event of the second page starts the read of the third,
+        # which comes back empty; the events appended after it are read when asked for.
+        seen = [await anext(iterator) for _ in range(4)]
         await append_events(store, "s1", 2, first=5)
         seen += [event async for event in iterator]
 
