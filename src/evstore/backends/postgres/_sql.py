@@ -503,14 +503,10 @@ class Sql:
         """
         s = self.s
         order = "ASC" if forward else "DESC"
-        near, far = (
-            ("e.position >= $1", "e.position + 0 <= $2")
-            if forward
-            else (
-                "e.position <= $2",
-                "e.position + 0 >= $1",
-            )
-        )
+        if forward:
+            near, far = "e.position >= $1", "e.position + 0 <= $2"
+        else:
+            near, far = "e.position <= $2", "e.position + 0 >= $1"
         return f"""SELECT e.position, e.event_id, origin.stream_id, e.stream_version, e.position,
                 e.event_type, e.data, e.metadata, e.flags, e.correlation_id, e.causation_id,
                 e.created_at

@@ -59,14 +59,14 @@ class RawPostgresTarget(AsyncTarget):
         self.create = create
         self._pool: Any = None
         table = f'"{schema}".events'
+        ids_column, ids_value, ids_array = (
+            (", event_id", ", e", ", $6::uuid[]") if event_ids else ("", "", "")
+        )
         self._insert = (
-            f"INSERT INTO {table} ({', '.join(COLUMNS)}, event_id) "
-            "SELECT $1, v, t, d, $2, e "
-            "FROM unnest($3::bigint[], $4::text[], $5::bytea[], $6::uuid[]) AS u(v, t, d, e)"
-            if event_ids
-            else f"INSERT INTO {table} ({', '.join(COLUMNS)}) "
-            "SELECT $1, v, t, d, $2 "
-            "FROM unnest($3::bigint[], $4::text[], $5::bytea[]) AS u(v, t, d)"
+            f"INSERT INTO {table} ({', '.join(COLUMNS)}{ids_column}) "
+            f"SELECT $1, v, t, d, $2{ids_value} "
+            f"FROM unnest($3::bigint[], $4::text[], $5::bytea[]{ids_array}) "
+            f"AS u(v, t, d{ids_value})"
         )
         self._read_stream = (
             f"SELECT position, stream_id, version, type, data, created_at FROM {table} "
@@ -95,21 +95,13 @@ class RawPostgresTarget(AsyncTarget):
                     type text NOT NULL,
                     data bytea NOT NULL,
                     created_at timestamptz NOT NULL,
+                    {"event_id uuid NOT NULL UNIQUE," if self.event_ids else ""}
                     UNIQUE (stream_id, version)
-                );
-                {self._event_id_column()}
+                )
                 """
             )
         finally:
             await conn.close()
-
-    def _event_id_column(self) -> str:
-        if not self.event_ids:
-            return ""
-        return (
-            f'ALTER TABLE "{self.schema}".events ADD COLUMN IF NOT EXISTS '
-            "event_id uuid NOT NULL UNIQUE;"
-        )
 
     async def close(self) -> None:
         if self._pool is not None:
