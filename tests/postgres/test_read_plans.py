@@ -23,6 +23,27 @@ def _scans(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _scans(child)
 
 
+async def _page_plan(
+    conn: asyncpg.Connection, mode: str, statement: str, types: str, arguments: str
+) -> tuple[int, list[dict[str, Any]]]:
+    """Run ``statement`` as a prepared statement under ``plan_cache_mode = mode``; the
+    rows it returned and the table scans of its plan (``EXPLAIN ANALYZE``)."""
+    await conn.execute(f"SET plan_cache_mode = {mode}")
+    await conn.execute(f"PREPARE page({types}) AS {statement}")
+    explained = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE page({arguments})")
+    plan = json.loads(explained)[0]["Plan"]
+    return plan["Actual Rows"], list(_scans(plan))
+
+
+def _rows_read(scans: list[dict[str, Any]], alias: str | None = None) -> int:
+    """Rows the plan's scans of ``events`` (under ``alias``, if given) read in all."""
+    return sum(
+        scan["Actual Rows"] * scan["Actual Loops"]
+        for scan in scans
+        if scan["Relation Name"] == "events" and alias in (None, scan.get("Alias"))
+    )
+
+
 @pytest.mark.parametrize("forward", [True, False], ids=["forward", "backward"])
 async def test_read_stream_generic_plan_reads_one_page_of_a_long_stream(
     postgres_url: str, raw_conn: asyncpg.Connection, forward: bool
@@ -34,22 +55,16 @@ async def test_read_stream_generic_plan_reads_one_page_of_a_long_stream(
 
     # asyncpg's prepared statements switch to a generic plan after five runs; force it so
     # the test sees the plan a busy store really uses.
-    await raw_conn.execute("SET plan_cache_mode = force_generic_plan")
-    statement = Sql("public").read_stream(forward=forward)
-    await raw_conn.execute(
-        f"PREPARE page(bigint, bigint, bigint, bigint, timestamptz) AS {statement}"
+    returned, scans = await _page_plan(
+        raw_conn,
+        "force_generic_plan",
+        Sql("public").read_stream(forward=forward),
+        "bigint, bigint, bigint, bigint, timestamptz",
+        f"1, 1, {STREAM_EVENTS}, {PAGE}, NULL",
     )
-    rows = await raw_conn.fetchval(
-        f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE page(1, 1, {STREAM_EVENTS}, {PAGE}, NULL)"
-    )
-    plan = json.loads(rows)[0]["Plan"]
 
-    assert plan["Actual Rows"] == PAGE
-    own_rows = sum(
-        scan["Actual Rows"] * scan["Actual Loops"]
-        for scan in _scans(plan)
-        if scan["Relation Name"] == "events" and scan.get("Alias") == "own"
-    )
+    assert returned == PAGE
+    own_rows = _rows_read(scans, alias="own")
     assert own_rows <= 2 * PAGE, f"read {own_rows} rows of the stream for a page of {PAGE}"
 
 
@@ -70,20 +85,15 @@ async def test_read_all_page_reads_one_page_of_the_log_whatever_the_plan(
             batch = [EventData("E", {"i": i}) for i in range(2000)]
             await store.append_to_stream(f"s-{stream}", ANY_VERSION, batch)
 
-    mode = "force_custom_plan" if plans == "custom" else "force_generic_plan"
-    await raw_conn.execute(f"SET plan_cache_mode = {mode}")
-    statement = Sql("public").read_all(forward=forward)
-    await raw_conn.execute(f"PREPARE page(bigint, bigint, bigint) AS {statement}")
-    # The bounds the façade sends for a read from the origin (or from the end, backward).
-    rows = await raw_conn.fetchval(
-        f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE page(1, {2**63 - 1}, {PAGE})"
+    returned, scans = await _page_plan(
+        raw_conn,
+        "force_custom_plan" if plans == "custom" else "force_generic_plan",
+        Sql("public").read_all(forward=forward),
+        "bigint, bigint, bigint",
+        # The bounds the façade sends for a read from the origin (or from the end).
+        f"1, {2**63 - 1}, {PAGE}",
     )
-    plan = json.loads(rows)[0]["Plan"]
 
-    assert plan["Actual Rows"] == PAGE
-    event_rows = sum(
-        scan["Actual Rows"] * scan["Actual Loops"]
-        for scan in _scans(plan)
-        if scan["Relation Name"] == "events"
-    )
+    assert returned == PAGE
+    event_rows = _rows_read(scans)
     assert event_rows <= 2 * PAGE, f"read {event_rows} rows of $all for a page of {PAGE}"
